@@ -1,0 +1,27 @@
+# New users need two targets: `make demo` and `make test`. Both set up .venv/ first.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mmemo-setup
+
+.PHONY: setup demo test test-all clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): scripts/setup.sh requirements/lock.txt pyproject.toml
+	bash scripts/setup.sh
+	touch $@
+
+## Train the speech-only, text-only, fused and classical models on the demo corpus; print the table.
+demo: setup
+	$(PY) -m mmemo.cli demo
+
+## The default test suite (under 10 minutes on 2 CPU cores).
+test: setup
+	$(PY) -m pytest
+
+## Everything, including tests marked slow.
+test-all: setup
+	$(PY) -m pytest -m "slow or not slow"
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One setup path for a fresh machine, CPU or CUDA:
+#   1. system tools: espeak-ng (demo corpus) and ffmpeg (non-WAV audio), installed when possible;
+#   2. .venv/ at the repo root;
+#   3. torch: the CUDA build on NVIDIA machines, the CPU build otherwise (a local wheel if pip's
+#      find-links has one, else the PyTorch CPU index), never a multi-GB CUDA build on a CPU box;
+#   4. every other dependency from requirements/lock.txt (exact pins), then mmemo in editable mode.
+# Idempotent: rerunning only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+TORCH_VERSION=$(sed -n 's/^torch==//p' requirements/base.txt)
+SYSTEM_PACKAGES=(espeak-ng ffmpeg)
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# -- 1. system packages -----------------------------------------------------------------------
+missing=()
+for package in "${SYSTEM_PACKAGES[@]}"; do
+  command -v "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing ${missing[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    say "installing ${missing[*]} with sudo apt-get"
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    say "WARNING: ${missing[*]} not found and cannot be installed automatically here."
+    say "  mmemo needs espeak-ng for the demo corpus and ffmpeg for MP4/M4A/other non-WAV audio."
+    say "  Debian/Ubuntu: sudo apt-get install ${missing[*]}"
+    say "  macOS:         brew install ${missing[*]}"
+    say "  conda:         conda install -c conda-forge ${missing[*]}"
+    say "  Continuing with the Python setup; the demo and tests need them."
+  fi
+fi
+
+# -- 2. virtual environment -----------------------------------------------------------------
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  say "ERROR: mmemo needs Python >= 3.10 ($PYTHON is $("$PYTHON" --version 2>&1)). Set PYTHON=/path/to/python3.11."
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV with $("$PYTHON" --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+# -- 3. torch -------------------------------------------------------------------------------
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(not torch.__version__.startswith('$TORCH_VERSION'))" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    say "NVIDIA GPU found: installing the CUDA build of torch $TORCH_VERSION"
+    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
+  else
+    say "no GPU: installing the CPU build of torch $TORCH_VERSION"
+    # A local CPU wheel (pip's find-links) first; else PyTorch's CPU index. Dependencies come in step 4.
+    "${PIP[@]}" install -q --no-deps --no-index "torch==$TORCH_VERSION" 2>/dev/null \
+      || "${PIP[@]}" install -q --no-deps "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+
+# -- 4. pinned dependencies and mmemo -------------------------------------------------------
+say "installing pinned dependencies (requirements/lock.txt)"
+"${PIP[@]}" install -q -r requirements/lock.txt
+"${PIP[@]}" install -q --no-deps -e .
+"$VENV/bin/python" -c "import torch, mmemo; print('[setup] torch', torch.__version__, '| cuda' if torch.cuda.is_available() else '| cpu')"
+say "done: activate with 'source $VENV/bin/activate', or use 'make demo' / 'make test'"
