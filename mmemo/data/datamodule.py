@@ -1,0 +1,342 @@
+"""From fold files to batches: ``{audio, audio_mask, text, label, key, speaker}``.
+
+All checking happens in :meth:`EmotionDataModule.setup`, before any training:
+manifests, labels, audio paths, transcripts and every clip's audio. A run
+therefore fails in its first seconds on bad input, never after hours of
+training, and ``data.on_bad_audio=skip`` writes what it skipped to the run's
+output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from mmemo.data.audio import AudioError, load_audio
+from mmemo.data.folds import Splits, read_fold
+from mmemo.data.labels import LabelMap
+from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues, resolve_audio_paths
+
+log = logging.getLogger(__name__)
+BAD_AUDIO_POLICIES = ("error", "skip")
+
+
+@dataclass
+class Example:
+    utterance: Utterance
+    label: int
+    wave: np.ndarray | None = None  # decoded audio, kept when it fits the memory budget
+    seconds: float = 0.0
+
+
+class EmotionDataset(Dataset):
+    """Examples of one split; audio comes from memory or is decoded on access."""
+
+    def __init__(self, examples: list[Example], *, load_audio_fn=None):
+        self.examples = examples
+        self._load = load_audio_fn
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.examples[index]
+        item = {
+            "key": example.utterance.key,
+            "speaker": example.utterance.speaker or "",
+            "text": example.utterance.text or "",
+            "label": example.label,
+        }
+        if self._load is not None:
+            item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad audio to the longest clip and build its mask; text stays raw strings."""
+    batch = {
+        "key": [item["key"] for item in items],
+        "speaker": [item["speaker"] for item in items],
+        "text": [item["text"] for item in items],
+        "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
+    }
+    if "audio" in items[0]:
+        lengths = [len(item["audio"]) for item in items]
+        audio = torch.zeros(len(items), max(lengths))
+        mask = torch.zeros(len(items), max(lengths), dtype=torch.bool)
+        for row, item in enumerate(items):
+            audio[row, : lengths[row]] = torch.from_numpy(np.asarray(item["audio"]))
+            mask[row, : lengths[row]] = True
+        batch["audio"], batch["audio_mask"] = audio, mask
+    return batch
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar-length clips, so little compute is spent on padding.
+
+    Indices are sorted by length inside shuffled windows of ``bucket_batches``
+    batches, then the batches themselves are shuffled; reseeded every epoch.
+    """
+
+    def __init__(self, lengths: Sequence[float], batch_size: int, *, shuffle: bool, seed: int,
+                 bucket_batches: int = 50):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.bucket_batches = bucket_batches
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.lengths)))
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        if self.shuffle:
+            rng.shuffle(order)
+        window = self.batch_size * self.bucket_batches
+        ordered: list[int] = []
+        for begin in range(0, len(order), window):
+            ordered += sorted(order[begin: begin + window], key=lambda i: self.lengths[i])
+        batches = [ordered[i: i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        yield from batches
+
+
+class EmotionDataModule(L.LightningDataModule):
+    """One fold of an EmoBox-layout corpus, validated up front."""
+
+    def __init__(
+        self,
+        root: str,
+        fold: int = 1,
+        *,
+        name: str | None = None,
+        audio_root: str | None = None,
+        label_map: dict | str | None = None,
+        classes: list[str] | None = None,
+        valid_fraction: float = 0.2,
+        valid_from: str = "speakers",
+        split_seed: int = 0,
+        max_seconds: float | None = 30.0,
+        crop: str = "start",
+        on_bad_audio: str = "error",
+        audio_memory_gb: float = 2.0,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        bucket_by_length: bool = True,
+        use_audio: bool = True,
+        use_text: bool = True,
+        output_dir: str | None = None,
+        seed: int = 0,
+        synthesize_if_missing: bool = False,
+        synth: dict | None = None,
+    ):
+        super().__init__()
+        if on_bad_audio not in BAD_AUDIO_POLICIES:
+            raise ValueError(f"data.on_bad_audio must be one of {BAD_AUDIO_POLICIES}, got {on_bad_audio!r}")
+        self.root = Path(root)
+        self.fold = int(fold)
+        self.name = name or self.root.name
+        self.audio_root = Path(audio_root) if audio_root else self.root
+        self.label_map_spec = label_map
+        self.classes_spec = list(classes) if classes else None
+        self.valid_fraction = valid_fraction
+        self.valid_from = valid_from
+        self.split_seed = split_seed
+        self.max_seconds = max_seconds
+        self.crop = crop
+        self.on_bad_audio = on_bad_audio
+        self.audio_memory_bytes = int(audio_memory_gb * 2**30)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.bucket_by_length = bucket_by_length
+        self.use_audio = use_audio
+        self.use_text = use_text
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.seed = seed
+        self.synthesize_if_missing = synthesize_if_missing
+        self.synth = dict(synth or {})
+        self.label_map: LabelMap | None = None
+        self.datasets: dict[str, EmotionDataset] = {}
+        self.skipped: list[tuple[str, str, str, str]] = []  # split, key, file, reason
+        self.fingerprint = ""
+        self.splits: Splits | None = None
+        self._is_set_up = False
+
+    # -- preparation -----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Create the built-in demo corpus on first use (only for ``data=demo``)."""
+        if self.synthesize_if_missing and not (self.root / f"fold_{self.fold}").is_dir():
+            from mmemo.data.synthetic import synthesize_corpus
+
+            log.info("demo corpus not found at %s; synthesising it (one-off)", self.root)
+            synthesize_corpus(self.root, **self.synth)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._is_set_up:
+            return
+        self.prepare_data()
+        splits = read_fold(self.root, self.fold, valid_fraction=self.valid_fraction,
+                           valid_from=self.valid_from, seed=self.split_seed)
+        label_map_spec = self.label_map_spec
+        if label_map_spec is None and (self.root / "label_map.json").is_file():
+            label_map_spec = self.root / "label_map.json"
+        self.label_map = LabelMap.build(label_map_spec, self.classes_spec,
+                                        observed=[u.emo for u in splits.train])
+        labelled: dict[str, tuple[list[Utterance], list[int]]] = {}
+        for split, utterances in splits.items():
+            kept, targets, dropped = self.label_map.apply(utterances)
+            if dropped:
+                log.info("%s: dropped %d utterances by the label map (%s)", split,
+                         sum(dropped.values()), dict(dropped))
+            if not kept:
+                raise ValueError(f"the {split} split of fold {self.fold} is empty after the label map "
+                                 f"({splits.files.get(split, 'carved from train')})")
+            labelled[split] = (kept, targets)
+        if self.use_text:
+            self._check_transcripts(labelled)
+        if self.use_audio:
+            resolve_audio_paths([u for us, _ in labelled.values() for u in us], self.audio_root)
+        self.splits = splits
+        self.fingerprint = self._fingerprint(splits)
+        examples = {split: [Example(u, t) for u, t in zip(*pair)] for split, pair in labelled.items()}
+        if self.use_audio:
+            examples = self._scan_audio(examples)
+        loader = self._load_wave if self.use_audio else None
+        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader) for split, ex in examples.items()}
+        self._log_summary(splits)
+        self._is_set_up = True
+
+    def _check_transcripts(self, labelled) -> None:
+        issues = [
+            Issue(u.source or Source("<memory>", 0), f"missing transcript ('text') for key {u.key!r}")
+            for utterances, _ in labelled.values() for u in utterances if not (u.text or "").strip()
+        ]
+        raise_if_issues(issues, hint="The text branch needs a transcript for every utterance; "
+                                     "add 'text' to the manifest or run speech-only (model/text=none).")
+
+    def _load_wave(self, utterance: Utterance) -> np.ndarray:
+        return load_audio(utterance.audio_path, key=utterance.key, start=utterance.start,
+                          end=utterance.end, max_seconds=self.max_seconds, crop=self.crop).wave
+
+    def _scan_audio(self, examples: dict[str, list[Example]]) -> dict[str, list[Example]]:
+        """Decode every clip once: reject or skip bad ones, and keep waves in memory if they fit."""
+        total = sum(len(v) for v in examples.values())
+        budget = self.audio_memory_bytes
+        stats: Counter = Counter()
+        bad: list[AudioError] = []
+        kept_examples: dict[str, list[Example]] = {}
+        progress = tqdm(total=total, desc="checking audio", unit="clip", leave=False)
+        for split, split_examples in examples.items():
+            kept_examples[split] = []
+            for example in split_examples:
+                u = example.utterance
+                progress.update()
+                try:
+                    clip = load_audio(u.audio_path, key=u.key, start=u.start, end=u.end,
+                                      max_seconds=self.max_seconds, crop=self.crop)
+                except AudioError as error:
+                    bad.append(error)
+                    self.skipped.append((split, u.key, str(u.audio_path), error.reason))
+                    continue
+                stats["cropped"] += clip.cropped
+                stats["resampled"] += clip.source_rate != 16_000
+                stats["downmixed"] += clip.source_channels > 1
+                example.seconds = clip.seconds
+                if budget >= clip.wave.nbytes:
+                    example.wave = clip.wave
+                    budget -= clip.wave.nbytes
+                kept_examples[split].append(example)
+        progress.close()
+        if bad and self.on_bad_audio == "error":
+            lines = "\n".join(f"  {error}" for error in bad[:20])
+            more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+            raise AudioError(bad[0].path, f"{len(bad)} unusable clip(s):\n{lines}{more}\n"
+                             "Fix or remove them, or set data.on_bad_audio=skip to train without "
+                             "them (the skipped keys are written to the run folder).", bad[0].key)
+        if bad:
+            report = self._write_skip_report()
+            log.warning("skipped %d unusable clip(s); keys and reasons in %s", len(bad), report)
+        if stats["cropped"]:
+            log.info("cropped %d clip(s) longer than data.max_seconds=%s (policy: %s)",
+                     stats["cropped"], self.max_seconds, self.crop)
+        if stats["resampled"] or stats["downmixed"]:
+            log.info("resampled %d clip(s) to 16 kHz and downmixed %d multi-channel clip(s)",
+                     stats["resampled"], stats["downmixed"])
+        for split, split_examples in kept_examples.items():
+            if not split_examples:
+                raise ValueError(f"no usable audio left in the {split} split of fold {self.fold}")
+        return kept_examples
+
+    def _write_skip_report(self) -> Path:
+        folder = self.output_dir or Path.cwd()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "skipped_audio.tsv"
+        with path.open("w", encoding="utf-8") as handle:
+            handle.write("split\tkey\tfile\treason\n")
+            for row in self.skipped:
+                handle.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in row) + "\n")
+        return path
+
+    def _fingerprint(self, splits: Splits) -> str:
+        """A hash of the fold files and label map, recorded with every run's metrics."""
+        digest = hashlib.sha256()
+        for split in sorted(splits.files):
+            digest.update(split.encode())
+            digest.update(splits.files[split].read_bytes())
+        digest.update(repr(self.label_map.to_dict()).encode())
+        digest.update(splits.valid_origin.encode())
+        return digest.hexdigest()[:16]
+
+    def _log_summary(self, splits: Splits) -> None:
+        assert self.label_map is not None
+        for split, dataset in self.datasets.items():
+            counts = Counter(self.label_map.classes[e.label] for e in dataset.examples)
+            speakers = {e.utterance.speaker for e in dataset.examples}
+            log.info("fold %d %s: %d utterances, %d speakers, %s", self.fold, split, len(dataset),
+                     len(speakers), dict(sorted(counts.items())))
+        log.info("validation: %s", splits.valid_origin)
+
+    # -- loaders ---------------------------------------------------------------------
+    @property
+    def classes(self) -> tuple[str, ...]:
+        assert self.label_map is not None, "call setup() first"
+        return self.label_map.classes
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        size = self.batch_size if train else self.eval_batch_size
+        common = dict(collate_fn=collate, num_workers=self.num_workers,
+                      persistent_workers=self.num_workers > 0)
+        if self.bucket_by_length and self.use_audio:
+            sampler = LengthBucketSampler([e.seconds for e in dataset.examples], size,
+                                          shuffle=train, seed=self.seed)
+            return DataLoader(dataset, batch_sampler=sampler, **common)
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(dataset, batch_size=size, shuffle=train, generator=generator, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

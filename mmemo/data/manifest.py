@@ -1,0 +1,229 @@
+"""The `Utterance` record and the jsonl manifests that carry it.
+
+A manifest line is a superset of EmoBox's jsonl, so EmoBox fold files are read
+as they are. Every problem found while reading is reported as
+``file:line: problem`` and all of a file's problems are reported together, so a
+user fixes a broken manifest in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Fields every line must carry. EmoBox files lack speaker/text/lang, so those are optional.
+REQUIRED_FIELDS = ("key", "wav", "emo")
+_KNOWN_FIELDS = (
+    "key", "dataset", "wav", "length", "emo", "speaker", "lang", "text", "channel",
+    "start", "end", "session", "gender",
+)
+_MAX_ISSUES_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a record came from, so later stages can still name file and line."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass
+class Utterance:
+    """One labelled utterance (EmoBox-compatible fields plus optional extras).
+
+    ``wav`` is kept as written in the manifest; ``audio_path`` is the resolved
+    absolute path once :func:`resolve_audio_paths` has run. ``emo`` is the raw
+    label; the class index is assigned by a :class:`~mmemo.data.labels.LabelMap`.
+    """
+
+    key: str
+    wav: str
+    emo: str
+    dataset: str = ""
+    length: float | None = None
+    speaker: str | None = None
+    lang: str | None = None
+    text: str | None = None
+    channel: int = 1
+    start: float | None = None
+    end: float | None = None
+    session: str | None = None
+    gender: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: Source | None = field(default=None, compare=False, repr=False)
+    audio_path: Path | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest line for this record (extras kept, bookkeeping dropped)."""
+        line: dict[str, Any] = {}
+        for name in _KNOWN_FIELDS:
+            value = getattr(self, name)
+            if value is not None or name in REQUIRED_FIELDS:
+                line[name] = value
+        line.update(self.extra)
+        return line
+
+    def where(self) -> str:
+        """``file:line`` (or the key) for error messages."""
+        return str(self.source) if self.source else f"utterance {self.key!r}"
+
+
+@dataclass(frozen=True)
+class Issue:
+    source: Source
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.problem}"
+
+
+class ManifestError(ValueError):
+    """One or more malformed manifest lines; the message lists each as file:line: problem."""
+
+    def __init__(self, issues: list[Issue], hint: str = ""):
+        self.issues = issues
+        shown = "\n".join(f"  {issue}" for issue in issues[:_MAX_ISSUES_SHOWN])
+        more = len(issues) - _MAX_ISSUES_SHOWN
+        if more > 0:
+            shown += f"\n  ... and {more} more"
+        noun = "problem" if len(issues) == 1 else "problems"
+        message = f"{len(issues)} manifest {noun}:\n{shown}"
+        if hint:
+            message += f"\n{hint}"
+        super().__init__(message)
+
+
+def raise_if_issues(issues: list[Issue], hint: str = "") -> None:
+    if issues:
+        raise ManifestError(issues, hint)
+
+
+def _parse_line(obj: Any, source: Source) -> tuple[Utterance | None, list[Issue]]:
+    if not isinstance(obj, dict):
+        return None, [Issue(source, f"expected a JSON object, got {type(obj).__name__}")]
+    missing = [name for name in REQUIRED_FIELDS if obj.get(name) in (None, "")]
+    if missing:
+        return None, [Issue(source, f"missing field {', '.join(repr(m) for m in missing)}")]
+    issues: list[Issue] = []
+    values: dict[str, Any] = {}
+    for name in ("key", "wav", "emo"):
+        if not isinstance(obj[name], (str, int)):
+            issues.append(Issue(source, f"field {name!r} must be a string, got {obj[name]!r}"))
+        values[name] = str(obj[name])
+    for name in ("length", "start", "end"):
+        value = obj.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            issues.append(Issue(source, f"field {name!r} must be a non-negative number, got {value!r}"))
+        else:
+            values[name] = float(value)
+    if "start" in values and "end" in values and values["end"] <= values["start"]:
+        issues.append(Issue(source, f"'end' ({values['end']}) must be after 'start' ({values['start']})"))
+    channel = obj.get("channel", 1)
+    if isinstance(channel, bool) or not isinstance(channel, int):
+        issues.append(Issue(source, f"field 'channel' must be an integer, got {channel!r}"))
+    else:
+        values["channel"] = channel
+    for name in ("dataset", "speaker", "lang", "text", "session", "gender"):
+        value = obj.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, (str, int)):
+            issues.append(Issue(source, f"field {name!r} must be a string, got {value!r}"))
+        else:
+            values[name] = str(value)
+    if issues:
+        return None, issues
+    extra = {k: v for k, v in obj.items() if k not in _KNOWN_FIELDS}
+    return Utterance(**values, extra=extra, source=source), []
+
+
+def iter_manifest(path: str | os.PathLike) -> Iterator[tuple[Utterance | None, list[Issue]]]:
+    """Yield ``(utterance, issues)`` per non-blank line; never raises on content."""
+    path = Path(path)
+    with path.open("r", encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            source = Source(str(path), number)
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as error:
+                yield None, [Issue(source, f"bad JSON ({error.msg} at column {error.colno})")]
+                continue
+            yield _parse_line(obj, source)
+
+
+def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+    """Read a jsonl manifest, raising one :class:`ManifestError` listing every bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    utterances: list[Utterance] = []
+    issues: list[Issue] = []
+    seen: dict[str, Source] = {}
+    for utterance, line_issues in iter_manifest(path):
+        issues.extend(line_issues)
+        if utterance is None:
+            continue
+        assert utterance.source is not None
+        if utterance.key in seen:
+            issues.append(Issue(utterance.source,
+                                f"duplicate key {utterance.key!r} (first at line {seen[utterance.key].line})"))
+            continue
+        seen[utterance.key] = utterance.source
+        utterances.append(utterance)
+    raise_if_issues(issues)
+    if not utterances:
+        raise ManifestError([Issue(Source(str(path), 0), "manifest has no utterances")])
+    return utterances
+
+
+def write_manifest(utterances: Iterable[Utterance], path: str | os.PathLike) -> Path:
+    """Write records as jsonl atomically (a crash never leaves half a manifest)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for utterance in utterances:
+            handle.write(json.dumps(utterance.to_json(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_audio_paths(utterances: Iterable[Utterance], audio_root: str | os.PathLike) -> None:
+    """Set ``audio_path`` on each record; relative paths must stay inside ``audio_root``.
+
+    Absolute paths are taken as written. A relative path that climbs out of the
+    root (``../..``) is refused: manifests are shared files, and a manifest
+    should not be able to point training at arbitrary files on a machine.
+    Missing files are reported here, before any work starts.
+    """
+    root = Path(os.path.abspath(audio_root))
+    issues: list[Issue] = []
+    for utterance in utterances:
+        source = utterance.source or Source("<memory>", 0)
+        wav = Path(utterance.wav)
+        if wav.is_absolute():
+            resolved = Path(os.path.normpath(wav))
+        else:
+            resolved = Path(os.path.normpath(root / wav))
+            if resolved != root and root not in resolved.parents:
+                issues.append(Issue(source, f"audio path {utterance.wav!r} escapes the data root {root}"))
+                continue
+        if not resolved.is_file():
+            issues.append(Issue(source, f"audio file not found: {resolved} (key {utterance.key!r})"))
+            continue
+        utterance.audio_path = resolved
+    raise_if_issues(issues, hint=f"Relative 'wav' paths are resolved against {root} "
+                                 "(set data.audio_root to change it).")
+
