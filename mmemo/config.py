@@ -1,0 +1,60 @@
+"""Where the Hydra configs live, the custom resolvers they use, and composing them from code.
+
+The config tree is the top-level ``configs/`` folder of the checkout (the
+setup installs mmemo in editable mode). ``MMEMO_CONFIG_DIR`` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mmemo.encoders.text import packaged_model_dir
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+
+
+def config_dir() -> Path:
+    path = Path(os.environ.get("MMEMO_CONFIG_DIR", REPO_DIR / "configs"))
+    if not (path / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"mmemo's Hydra configs were not found in {path}. Install mmemo from its checkout "
+            "(`make setup`, an editable install) or set MMEMO_CONFIG_DIR to a copy of configs/."
+        )
+    return path
+
+
+def register_resolvers() -> None:
+    """Resolvers used in configs: ``${packaged_model:module,fallback}`` and ``${cwd:}``."""
+    if not OmegaConf.has_resolver("packaged_model"):
+        OmegaConf.register_new_resolver("packaged_model", packaged_model_dir)
+    if not OmegaConf.has_resolver("cwd"):
+        OmegaConf.register_new_resolver("cwd", os.getcwd)
+
+
+def compose(config_name: str = "train", overrides: Sequence[str] = (), output_dir: str | None = None) -> DictConfig:
+    """Compose a config as ``mmemo <command>`` would, for in-process runs (demo, tests).
+
+    Sets Hydra's runtime state so ``${hydra:runtime.output_dir}`` resolves to
+    ``output_dir`` (or a timestamped run folder).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    run_dir = output_dir or cfg.hydra.run.dir
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(Path(run_dir).resolve())
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return cfg

