@@ -1,0 +1,158 @@
+"""The ``mmemo`` command. Each subcommand parses arguments and calls one library function.
+
+``train`` and ``eval`` hand the rest of the command line to Hydra, so every
+Hydra feature works (``-m`` multirun, ``--cfg job``, sweepers, launchers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from mmemo.data.audio import AudioError
+from mmemo.data.manifest import ManifestError
+
+log = logging.getLogger("mmemo")
+#: Errors caused by the user's input: printed as a message, not a traceback.
+USER_ERRORS = (ManifestError, AudioError, FileNotFoundError, FileExistsError)
+
+
+def _run_hydra(config_name: str, task: Callable, argv: list[str]) -> None:
+    import hydra
+
+    from mmemo.config import config_dir, register_resolvers
+
+    register_resolvers()
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
+    def main(cfg):
+        try:
+            return task(cfg)
+        except USER_ERRORS as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            log.error("%s", error)
+            sys.exit(2)
+
+    sys.argv = [f"mmemo {config_name}", *argv]
+    main()
+
+
+def cmd_train(argv: list[str]) -> None:
+    from mmemo.training.run import train
+
+    _run_hydra("train", train, argv)
+
+
+def cmd_eval(argv: list[str]) -> None:
+    from mmemo.training.run import evaluate
+
+    _run_hydra("eval", evaluate, argv)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from mmemo.demo import run_demo
+
+    run_demo(folds=args.folds, output_dir=args.out, results_dir=args.results, extra_overrides=args.overrides)
+
+
+def cmd_data_synth(args: argparse.Namespace) -> None:
+    from mmemo.data.synthetic import synthesize_corpus
+
+    synthesize_corpus(args.out, seed=args.seed, speakers=args.speakers,
+                      utterances_per_speaker=args.per_speaker, overwrite=args.overwrite)
+    print(f"demo corpus written to {args.out}")
+
+
+def cmd_data_check(args: argparse.Namespace) -> None:
+    from mmemo.data.check import check_corpus
+
+    report = check_corpus(args.root, folds=args.fold, audio=not args.no_audio, audio_root=args.audio_root)
+    print(report.render())
+    if not report.ok:
+        sys.exit(1)
+
+
+def cmd_data_folds(args: argparse.Namespace) -> None:
+    from mmemo.data.check import write_group_folds
+
+    paths = write_group_folds(args.manifest, args.out, group_by=args.group_by, n_folds=args.n_folds,
+                              name=args.name)
+    print(f"wrote {len(paths) // 2} folds to {args.out}")
+
+
+def _folds(text: str) -> list[int] | str:
+    if text == "all":
+        return "all"
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--folds takes 'all' or a list like 1,2,3; got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmemo", description="Multimodal speech + text emotion recognition.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="train + test one config (Hydra overrides follow)", add_help=False)
+    sub.add_parser("eval", help="evaluate a checkpoint: mmemo eval ckpt_path=... (Hydra overrides)",
+                   add_help=False)
+
+    demo = sub.add_parser("demo", help="speech-only, text-only, fused and classical models on the demo corpus")
+    demo.add_argument("--folds", type=_folds, default="all", help="'all' (default) or e.g. 1,3")
+    demo.add_argument("--out", default=None, help="run folder (default: runs/demo/<timestamp>)")
+    demo.add_argument("--results", default=None,
+                      help="also copy the table (md/csv/png) here, e.g. experiments/demo/results")
+    demo.add_argument("overrides", nargs="*", help="extra Hydra overrides for every neural run")
+
+    data = sub.add_parser("data", help="corpus tools").add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", help="write the built-in espeak-ng demo corpus")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--seed", type=int, default=13)
+    synth.add_argument("--speakers", type=int, default=10)
+    synth.add_argument("--per-speaker", type=int, default=100, dest="per_speaker")
+    synth.add_argument("--overwrite", action="store_true")
+
+    check = data.add_parser("check", help="validate an EmoBox-layout corpus: manifests, labels, speakers, audio")
+    check.add_argument("root")
+    check.add_argument("--fold", type=int, action="append", help="only these folds (repeatable)")
+    check.add_argument("--no-audio", action="store_true", help="skip the audio files (metadata only)")
+    check.add_argument("--audio-root", default=None, help="where relative wav paths point (default: ROOT)")
+
+    folds = data.add_parser("folds", help="write speaker-independent folds for a manifest.jsonl")
+    folds.add_argument("manifest")
+    folds.add_argument("--out", required=True)
+    folds.add_argument("--group-by", default="speaker", choices=["speaker", "session"])
+    folds.add_argument("--n-folds", type=int, default=None,
+                       help="number of folds (default: one per group, i.e. leave-one-group-out)")
+    folds.add_argument("--name", default=None, help="file prefix (default: the dataset field)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "eval"):
+        {"train": cmd_train, "eval": cmd_eval}[argv[0]](argv[1:])
+        return
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    log.addHandler(handler)  # only mmemo's own loggers; Lightning prints its own messages
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    handlers = {"demo": cmd_demo, ("data", "synth"): cmd_data_synth, ("data", "check"): cmd_data_check,
+                ("data", "folds"): cmd_data_folds}
+    key = args.command if args.command != "data" else ("data", args.data_command)
+    try:
+        handlers[key](args)
+    except USER_ERRORS + (ValueError, RuntimeError) as error:
+        if os.environ.get("MMEMO_DEBUG") == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
