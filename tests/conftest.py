@@ -1,0 +1,79 @@
+"""Shared fixtures. Tiny corpora and models are *built* here, never downloaded or committed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+SR = 16_000
+
+
+def tone(seconds: float = 1.0, freq: float = 220.0, sr: int = SR, channels: int = 1, amplitude: float = 0.3):
+    t = np.arange(int(seconds * sr)) / sr
+    wave = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def write_wav(path: Path, wave=None, sr: int = SR, subtype: str = "PCM_16") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), tone() if wave is None else wave, sr, subtype=subtype)
+    return path
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    """Rows may be dicts (dumped as JSON) or raw strings (written as-is, for malformed lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """The real demo-corpus generator at toy size: 4 speakers x 16 utterances, 2 folds."""
+    from mmemo.data.synthetic import synthesize_corpus
+
+    return synthesize_corpus(tmp_path_factory.mktemp("corpus") / "demo", seed=3, speakers=4,
+                             utterances_per_speaker=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A random-weight BERT (2 layers, 32-d) saved with its tokenizer in the transformers format."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = ("the a i you we is are not so very happy sad angry calm meeting report car trip today "
+             "about this that what can't believe it again love hate good bad tired fine .").split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(words))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_overrides(tiny_corpus, tiny_bert_dir, tmp_path) -> list[str]:
+    """Hydra overrides that make any training config run in seconds on the tiny fixtures."""
+    return [
+        f"data.root={tiny_corpus}", "data.synthesize_if_missing=false", "data.batch_size=8",
+        f"++model.text.path={tiny_bert_dir}", "++model.speech.dim=32", "++model.speech.ff_dim=64",
+        "++model.speech.transformer_layers=1", "++model.speech.heads=2", "logger=csv",
+        "callbacks.progress_bar.refresh_rate=0", f"paths.root_dir={tmp_path}",
+    ]
