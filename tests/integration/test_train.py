@@ -101,3 +101,9 @@ def test_cli_reports_a_bad_manifest_without_a_traceback(user_corpus, tmp_path):
     assert result.returncode == 2
     assert f"{bad}:{len(lines) + 1}: bad JSON" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tiny_overrides, tmp_path):
+    result, out = run([*tiny_overrides, "trainer.precision=bf16-mixed", "trainer.max_epochs=1"], tmp_path)
+    assert result["meta"]["config"]["trainer"]["precision"] == "bf16-mixed"
+    assert 0.0 <= result["test"]["UA"] <= 1.0
