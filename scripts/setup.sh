@@ -12,14 +12,19 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 TORCH_VERSION=$(sed -n 's/^torch==//p' requirements/base.txt)
-SYSTEM_PACKAGES=(espeak-ng ffmpeg)
+# Debian package -> a file it installs (how we tell it is there).
+declare -A SYSTEM_PACKAGES=(
+  [espeak-ng]=/usr/bin/espeak-ng                     # the demo corpus
+  [ffmpeg]=/usr/bin/ffmpeg                           # MP4/M4A/... audio; whisper.load_audio
+  [pocketsphinx-testdata]=/usr/share/pocketsphinx/test/data/librivox/transcription  # real speech for tests
+)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # -- 1. system packages -----------------------------------------------------------------------
 missing=()
-for package in "${SYSTEM_PACKAGES[@]}"; do
-  command -v "$package" >/dev/null 2>&1 || missing+=("$package")
+for package in "${!SYSTEM_PACKAGES[@]}"; do
+  [ -e "${SYSTEM_PACKAGES[$package]}" ] || command -v "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if ((${#missing[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -30,7 +35,8 @@ if ((${#missing[@]})); then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     say "WARNING: ${missing[*]} not found and cannot be installed automatically here."
-    say "  mmemo needs espeak-ng for the demo corpus and ffmpeg for MP4/M4A/other non-WAV audio."
+    say "  mmemo needs espeak-ng for the demo corpus and ffmpeg for MP4/M4A/other non-WAV audio;"
+    say "  the tests also read real speech from pocketsphinx-testdata."
     say "  Debian/Ubuntu: sudo apt-get install ${missing[*]}"
     say "  macOS:         brew install ${missing[*]}"
     say "  conda:         conda install -c conda-forge ${missing[*]}"
@@ -64,7 +70,9 @@ fi
 
 # -- 4. pinned dependencies and mmemo -------------------------------------------------------
 say "installing pinned dependencies (requirements/lock.txt)"
-"${PIP[@]}" install -q -r requirements/lock.txt
+# The lock is the complete, resolved set, so --no-deps installs exactly it (and keeps
+# openai-whisper from pulling triton, a CUDA-only package it does not need here).
+"${PIP[@]}" install -q --no-deps -r requirements/lock.txt
 "${PIP[@]}" install -q --no-deps -e .
 "$VENV/bin/python" -c "import torch, mmemo; print('[setup] torch', torch.__version__, '| cuda' if torch.cuda.is_available() else '| cpu')"
 say "done: activate with 'source $VENV/bin/activate', or use 'make demo' / 'make test'"

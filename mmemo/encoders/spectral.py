@@ -123,8 +123,9 @@ class SpectralEncoder(SpeechEncoder):
         ff_dim: int = 256,
         dropout: float = 0.1,
         trainable: str = "full",
+        top_k: int = 2,
     ):
-        super().__init__(trainable)
+        super().__init__(trainable, top_k=top_k)
         self._config = dict(features=features, n_mels=n_mels, n_mfcc=n_mfcc, win_ms=win_ms, hop_ms=hop_ms,
                             dim=dim, conv_layers=conv_layers, kernel_size=kernel_size,
                             transformer_layers=transformer_layers, heads=heads, ff_dim=ff_dim)
@@ -144,7 +145,7 @@ class SpectralEncoder(SpeechEncoder):
         self.out_norm = nn.LayerNorm(dim)
         self._dim = dim
         self._frame_rate = 1000.0 / hop_ms / 2**conv_layers
-        self.freeze_if_needed()
+        self.apply_trainable_mode()
 
     @property
     def dim(self) -> int:
@@ -156,6 +157,9 @@ class SpectralEncoder(SpeechEncoder):
 
     def config(self) -> dict:
         return {**super().config(), **self._config}
+
+    def layer_stack(self):
+        return [*self.convs, *(self.transformer.layers if self.transformer is not None else []), self.out_norm]
 
     def _conv_length(self, n: torch.Tensor) -> torch.Tensor:
         padding = self.kernel_size // 2

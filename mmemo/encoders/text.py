@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmemo.encoders.base import EncoderOutput, TextEncoder
+from mmemo.encoders.base import EncoderOutput, LayerMixer, TextEncoder, check_layer
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +67,21 @@ class TransformersTextEncoder(TextEncoder):
     and encodes each distinct sentence once per process.
     """
 
+    #: BERT/RoBERTa/MiniLM attention projections; other architectures set lora.target_modules.
+    lora_targets = ("query", "key", "value")
+
     def __init__(self, path: str, *, trainable: str = "frozen", layer: str | int = "last",
-                 max_length: int = 128, name: str | None = None, memory_size: int = 200_000):
-        super().__init__(trainable)
+                 max_length: int = 128, name: str | None = None, memory_size: int = 200_000,
+                 top_k: int = 2, lora: dict | None = None):
+        super().__init__(trainable, top_k=top_k, lora=lora)
         self.path = str(path)
         self.name = name or Path(self.path.rstrip("/")).name
         self.max_length = max_length
         self.tokenizer, self.model = _load_pretrained(self.path)
-        self.layer = layer
-        n_layers = self.model.config.num_hidden_layers
-        if layer == "weighted":
-            self.layer_weights = nn.Parameter(torch.zeros(n_layers + 1))
-        elif layer != "last" and not (isinstance(layer, int) and -n_layers - 1 <= layer <= n_layers):
-            raise ValueError(f"layer must be 'last', 'weighted' or an index in [0, {n_layers}], got {layer!r}")
-        self.freeze_if_needed()
-        if self.frozen and layer == "weighted":
-            self.layer_weights.requires_grad_(True)  # the mixing weights still learn
+        self.layer = check_layer(layer, self.model.config.num_hidden_layers + 1)
+        self.apply_trainable_mode()
+        # Created after the mode is applied: the mixing weights learn in every mode.
+        self.mixer = LayerMixer(self.model.config.num_hidden_layers + 1) if layer == "weighted" else None
         self.memory_size = memory_size if self.frozen and layer != "weighted" else 0
         self._memory: dict[str, torch.Tensor] = {}
 
@@ -90,9 +89,20 @@ class TransformersTextEncoder(TextEncoder):
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
+    def layer_stack(self):
+        for owner in (self.model, getattr(self.model, "encoder", None)):
+            for name in ("layer", "layers"):
+                stack = getattr(owner, name, None) if owner is not None else None
+                if isinstance(stack, nn.ModuleList):
+                    return list(stack)
+        raise TypeError(f"cannot find the transformer layers of {type(self.model).__name__} for top_k")
+
+    def lora_root(self) -> nn.Module:
+        return self.model
+
     def config(self) -> dict:
         return {**super().config(), "path": os.path.abspath(self.path) if os.path.isdir(self.path) else self.path,
-                "layer": self.layer, "max_length": self.max_length}
+                "layer": self.layer, "max_length": self.max_length, "top_k": self.top_k, "lora": self.lora}
 
     def forward(self, texts: list[str]) -> EncoderOutput:
         if not self.memory_size:
@@ -125,9 +135,8 @@ class TransformersTextEncoder(TextEncoder):
             output = self.model(**tokens, output_hidden_states=need_layers)
         if self.layer == "last":
             frames = output.last_hidden_state
-        elif self.layer == "weighted":
-            stack = torch.stack(output.hidden_states, 0)  # [L+1,B,T,D]
-            frames = (torch.softmax(self.layer_weights, 0)[:, None, None, None] * stack).sum(0)
+        elif self.mixer is not None:
+            frames = self.mixer(output.hidden_states)
         else:
             frames = output.hidden_states[self.layer]
         frames = frames * mask[..., None]

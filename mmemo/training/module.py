@@ -1,10 +1,11 @@
 """``EmotionClassifier``: encoders + fusion head + loss + metrics, as a LightningModule.
 
 Training, evaluation and prediction all load this one class from its
-checkpoint (:func:`load_classifier`). Frozen *pretrained* encoders are not
-copied into every checkpoint: the checkpoint records where they came from and a
-fingerprint of their weights, reloads them from there, and refuses to load if
-the weights found there differ.
+checkpoint (:func:`load_classifier`). The fixed (never trained) weights of
+pretrained encoders are not copied into every checkpoint: the checkpoint keeps
+the trained weights (a head, LoRA adapters, top-k layers), records where the
+pretrained weights came from with a fingerprint, reloads them from there, and
+refuses to load if the weights found there differ.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class EmotionClassifier(L.LightningModule):
         fusion = dict(fusion or {"name": "concat"})
         self.head = build_fusion(fusion.pop("name"), {m: e.dim for m, e in encoders.items()},
                                  len(self.classes), **fusion)
-        self.optim = {"lr": 1e-3, "encoder_lr": 2e-5, "weight_decay": 0.01, "warmup_ratio": 0.05,
+        self.optim = {"lr": 1e-3, "encoder_lr": 2e-5, "lora_lr": 5e-4, "weight_decay": 0.01, "warmup_ratio": 0.05,
                       "scheduler": "cosine", **(optim or {})}
         loss = {"class_weights": "none", "label_smoothing": 0.0, **(loss or {})}
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(loss["class_weights"], class_counts),
@@ -61,7 +62,6 @@ class EmotionClassifier(L.LightningModule):
         self.results: dict[str, dict] = {}
         self.test_predictions: list[dict] = []
         self.strict_loading = False  # frozen pretrained encoders are reloaded from their source
-        self._sources: dict[str, dict] = {}
         #: The resolved run config (set by ``train``), stored in checkpoints for ``mmemo eval``.
         self.run_config: dict = {}
 
@@ -135,16 +135,21 @@ class EmotionClassifier(L.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------
     def configure_optimizers(self):
-        head, pretrained = [], []
+        # Three learning rates: new weights (heads, layer mixers, encoders trained from scratch),
+        # LoRA adapters, and pretrained weights being fine-tuned (top_k / full).
+        groups: dict[str, list] = {"lr": [], "lora_lr": [], "encoder_lr": []}
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad:
                 continue
-            is_pretrained = name.startswith("encoders.") and hasattr(
-                self.encoders[name.split(".")[1]], "path") and "layer_weights" not in name
-            (pretrained if is_pretrained else head).append(parameter)
-        groups = [{"params": head, "lr": self.optim["lr"]}]
-        if pretrained:
-            groups.append({"params": pretrained, "lr": self.optim["encoder_lr"]})
+            parts = name.split(".")
+            pretrained = parts[0] == "encoders" and hasattr(self.encoders[parts[1]], "path")
+            if not pretrained or parts[2] == "mixer":
+                groups["lr"].append(parameter)
+            elif "lora_" in name:
+                groups["lora_lr"].append(parameter)
+            else:
+                groups["encoder_lr"].append(parameter)
+        groups = [{"params": params, "lr": self.optim[key]} for key, params in groups.items() if params]
         optimizer = torch.optim.AdamW(groups, weight_decay=self.optim["weight_decay"])
         if self.optim["scheduler"] == "constant":
             return optimizer
@@ -164,21 +169,15 @@ class EmotionClassifier(L.LightningModule):
 
     # -- checkpoints ---------------------------------------------------------------------
     def _external_encoders(self) -> dict[str, Encoder]:
-        """Frozen encoders loaded from a path: their weights stay out of checkpoints."""
-        return {m: e for m, e in self.encoders.items() if e.frozen and hasattr(e, "path")}
+        """Encoders loaded from a path: their fixed (never trained) weights stay out of checkpoints."""
+        return {m: e for m, e in self.encoders.items() if hasattr(e, "path")}
 
     def _external_keys(self) -> set[str]:
-        keys = set()
-        for modality, encoder in self._external_encoders().items():
-            trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
-            keys |= {f"encoders.{modality}.{k}" for k in encoder.state_dict() if k not in trainable}
-        return keys
+        return {f"encoders.{m}.{name}" for m, e in self._external_encoders().items() for name in e.fixed_weights()}
 
     def _source(self, modality: str) -> dict:
-        if modality not in self._sources:
-            encoder = self.encoders[modality]
-            self._sources[modality] = {"path": encoder.path, "fingerprint": encoder.fingerprint()}
-        return self._sources[modality]
+        encoder = self.encoders[modality]
+        return {"path": encoder.path, "fingerprint": encoder.source_fingerprint()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         external = self._external_keys()

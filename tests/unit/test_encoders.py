@@ -95,10 +95,10 @@ def test_text_padding_and_memory_do_not_change_outputs(tiny_bert_dir):
 def test_text_layer_selection_and_frozen_parameters(tiny_bert_dir):
     weighted = TransformersTextEncoder(str(tiny_bert_dir), layer="weighted")
     trainable = [n for n, p in weighted.named_parameters() if p.requires_grad]
-    assert trainable == ["layer_weights"]
+    assert trainable == ["mixer.weights"]
     out = weighted(SENTENCES)
     out.frames.sum().backward()
-    assert weighted.layer_weights.grad is not None and weighted.layer_weights.grad.abs().sum() > 0
+    assert weighted.mixer.weights.grad is not None and weighted.mixer.weights.grad.abs().sum() > 0
     first = TransformersTextEncoder(str(tiny_bert_dir), layer=0)
     assert not torch.allclose(first(SENTENCES).frames, TransformersTextEncoder(str(tiny_bert_dir))(SENTENCES).frames)
     with pytest.raises(ValueError, match="layer must be"):
