@@ -19,6 +19,9 @@ declare -A SYSTEM_PACKAGES=(
   [pocketsphinx-testdata]=/usr/share/pocketsphinx/test/data/librivox/transcription  # real speech for tests
 )
 
+# pip prints a warning per package for find-links/index folders that do not exist on some
+# machines; drop those lines but keep pip's exit status.
+quiet() { "$@" 2>&1 | { grep -v "WARNING: Location" || true; }; return "${PIPESTATUS[0]}"; }
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # -- 1. system packages -----------------------------------------------------------------------
@@ -59,12 +62,12 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(not torch.__version__.startswith('$TORCH_VERSION'))" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     say "NVIDIA GPU found: installing the CUDA build of torch $TORCH_VERSION"
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
+    quiet "${PIP[@]}" install -q "torch==$TORCH_VERSION"
   else
     say "no GPU: installing the CPU build of torch $TORCH_VERSION"
     # A local CPU wheel (pip's find-links) first; else PyTorch's CPU index. Dependencies come in step 4.
     "${PIP[@]}" install -q --no-deps --no-index "torch==$TORCH_VERSION" 2>/dev/null \
-      || "${PIP[@]}" install -q --no-deps "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+      || quiet "${PIP[@]}" install -q --no-deps "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
 
@@ -72,7 +75,7 @@ fi
 say "installing pinned dependencies (requirements/lock.txt)"
 # The lock is the complete, resolved set, so --no-deps installs exactly it (and keeps
 # openai-whisper from pulling triton, a CUDA-only package it does not need here).
-"${PIP[@]}" install -q --no-deps -r requirements/lock.txt
-"${PIP[@]}" install -q --no-deps -e .
+quiet "${PIP[@]}" install -q --no-deps -r requirements/lock.txt
+quiet "${PIP[@]}" install -q --no-deps -e .
 "$VENV/bin/python" -c "import torch, mmemo; print('[setup] torch', torch.__version__, '| cuda' if torch.cuda.is_available() else '| cpu')"
 say "done: activate with 'source $VENV/bin/activate', or use 'make demo' / 'make test'"
