@@ -12,12 +12,12 @@ import os
 import sys
 from collections.abc import Callable
 
-from mmemo.data.audio import AudioError
+from mmemo.data.audio import AudioError, UnusableAudioError
 from mmemo.data.manifest import ManifestError
 
 log = logging.getLogger("mmemo")
 #: Errors caused by the user's input: printed as a message, not a traceback.
-USER_ERRORS = (ManifestError, AudioError, FileNotFoundError, FileExistsError)
+USER_ERRORS = (ManifestError, AudioError, UnusableAudioError, FileNotFoundError, FileExistsError)
 
 
 def _run_hydra(config_name: str, task: Callable, argv: list[str]) -> None:
@@ -51,6 +51,20 @@ def cmd_eval(argv: list[str]) -> None:
     from mmemo.training.run import evaluate
 
     _run_hydra("eval", evaluate, argv)
+
+
+def cmd_extract(argv: list[str]) -> None:
+    """``mmemo extract [overrides]`` caches features; ``mmemo extract --info [DIR]`` lists caches."""
+    if argv and argv[0] == "--info":
+        from mmemo.features.extract import render_store_table
+        from mmemo.features.store import list_stores
+
+        root = argv[1] if len(argv) > 1 else os.path.join(os.environ.get("MMEMO_ROOT", "."), "cache", "features")
+        print(render_store_table(list_stores(root)))
+        return
+    from mmemo.features.extract import extract_for_config
+
+    _run_hydra("train", extract_for_config, argv)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -99,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train + test one config (Hydra overrides follow)", add_help=False)
     sub.add_parser("eval", help="evaluate a checkpoint: mmemo eval ckpt_path=... (Hydra overrides)",
                    add_help=False)
+    sub.add_parser("extract", help="cache frozen encoders' features (Hydra overrides); --info [DIR] lists caches",
+                   add_help=False)
 
     demo = sub.add_parser("demo", help="speech-only, text-only, fused and classical models on the demo corpus")
     demo.add_argument("--folds", type=_folds, default="all", help="'all' (default) or e.g. 1,3")
@@ -133,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("train", "eval"):
-        {"train": cmd_train, "eval": cmd_eval}[argv[0]](argv[1:])
+    if argv and argv[0] in ("train", "eval", "extract"):
+        {"train": cmd_train, "eval": cmd_eval, "extract": cmd_extract}[argv[0]](argv[1:])
         return
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()

@@ -36,6 +36,16 @@ class AudioError(ValueError):
         super().__init__(f"bad audio ({who}file {self.path}): {reason}")
 
 
+class UnusableAudioError(ValueError):
+    """Several clips failed; the message lists each (key, file, reason) and what to do."""
+
+    def __init__(self, errors: list[AudioError], hint: str = ""):
+        self.errors = errors
+        lines = "\n".join(f"  {error}" for error in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(f"{len(errors)} unusable clip(s):\n{lines}{more}" + (f"\n{hint}" if hint else ""))
+
+
 @dataclass
 class Clip:
     """A decoded clip and what was done to it on the way in."""

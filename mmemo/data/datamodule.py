@@ -14,7 +14,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from mmemo.data.audio import AudioError, load_audio
+from mmemo.data.audio import AudioError, UnusableAudioError, load_audio
 from mmemo.data.folds import Splits, read_fold
 from mmemo.data.labels import LabelMap
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues, resolve_audio_paths
@@ -38,14 +38,16 @@ class Example:
     label: int
     wave: np.ndarray | None = None  # decoded audio, kept when it fits the memory budget
     seconds: float = 0.0
+    features: dict[str, str] = field(default_factory=dict)  # modality -> item id in its feature store
 
 
 class EmotionDataset(Dataset):
-    """Examples of one split; audio comes from memory or is decoded on access."""
+    """Examples of one split; audio comes from memory or is decoded on access, features from stores."""
 
-    def __init__(self, examples: list[Example], *, load_audio_fn=None):
+    def __init__(self, examples: list[Example], *, load_audio_fn=None, stores: dict | None = None):
         self.examples = examples
         self._load = load_audio_fn
+        self._stores = stores or {}
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -60,11 +62,24 @@ class EmotionDataset(Dataset):
         }
         if self._load is not None:
             item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
+        for modality, store in self._stores.items():
+            item[f"{modality}_features"] = store.get(example.features[modality])
         return item
 
 
+def _pad_first_axis(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack [T_i, ...] arrays into [B, T_max, ...] with a [B, T_max] validity mask."""
+    lengths = [a.shape[0] for a in arrays]
+    out = torch.zeros(len(arrays), max(lengths), *arrays[0].shape[1:])
+    mask = torch.zeros(len(arrays), max(lengths), dtype=torch.bool)
+    for row, array in enumerate(arrays):
+        out[row, : lengths[row]] = torch.from_numpy(np.asarray(array, dtype=np.float32))
+        mask[row, : lengths[row]] = True
+    return out, mask
+
+
 def collate(items: list[dict]) -> dict:
-    """Pad audio to the longest clip and build its mask; text stays raw strings."""
+    """Pad audio (and cached features) to the longest item and build masks; text stays raw strings."""
     batch = {
         "key": [item["key"] for item in items],
         "speaker": [item["speaker"] for item in items],
@@ -72,13 +87,9 @@ def collate(items: list[dict]) -> dict:
         "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
     }
     if "audio" in items[0]:
-        lengths = [len(item["audio"]) for item in items]
-        audio = torch.zeros(len(items), max(lengths))
-        mask = torch.zeros(len(items), max(lengths), dtype=torch.bool)
-        for row, item in enumerate(items):
-            audio[row, : lengths[row]] = torch.from_numpy(np.asarray(item["audio"]))
-            mask[row, : lengths[row]] = True
-        batch["audio"], batch["audio_mask"] = audio, mask
+        batch["audio"], batch["audio_mask"] = _pad_first_axis([item["audio"] for item in items])
+    for name in [k for k in items[0] if k.endswith("_features")]:
+        batch[name], batch[f"{name}_mask"] = _pad_first_axis([item[name] for item in items])
     return batch
 
 
@@ -178,7 +189,18 @@ class EmotionDataModule(L.LightningDataModule):
         self.skipped: list[tuple[str, str, str, str]] = []  # split, key, file, reason
         self.fingerprint = ""
         self.splits: Splits | None = None
+        self.feature_sources: dict = {}
+        self.feature_batch_size = 16
+        self.feature_device = "cpu"
         self._is_set_up = False
+
+    def use_features(self, sources: dict, *, batch_size: int = 16, device: str = "cpu") -> None:
+        """Serve these modalities from frozen-feature stores (encoding what they lack in setup)."""
+        if self._is_set_up:
+            raise RuntimeError("use_features() must be called before setup()")
+        self.feature_sources = dict(sources)
+        self.feature_batch_size = batch_size
+        self.feature_device = device
 
     # -- preparation -----------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -217,10 +239,15 @@ class EmotionDataModule(L.LightningDataModule):
         self.splits = splits
         self.fingerprint = self._fingerprint(splits)
         examples = {split: [Example(u, t) for u, t in zip(*pair)] for split, pair in labelled.items()}
-        if self.use_audio:
+        if self.feature_sources:
+            examples = self._attach_features(examples)
+        raw_audio = self.use_audio and "speech" not in self.feature_sources
+        if raw_audio:
             examples = self._scan_audio(examples)
-        loader = self._load_wave if self.use_audio else None
-        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader) for split, ex in examples.items()}
+        loader = self._load_wave if raw_audio else None
+        stores = {m: source.store for m, source in self.feature_sources.items()}
+        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader, stores=stores)
+                         for split, ex in examples.items()}
         self._log_summary(splits)
         self._is_set_up = True
 
@@ -265,15 +292,7 @@ class EmotionDataModule(L.LightningDataModule):
                     budget -= clip.wave.nbytes
                 kept_examples[split].append(example)
         progress.close()
-        if bad and self.on_bad_audio == "error":
-            lines = "\n".join(f"  {error}" for error in bad[:20])
-            more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-            raise AudioError(bad[0].path, f"{len(bad)} unusable clip(s):\n{lines}{more}\n"
-                             "Fix or remove them, or set data.on_bad_audio=skip to train without "
-                             "them (the skipped keys are written to the run folder).", bad[0].key)
-        if bad:
-            report = self._write_skip_report()
-            log.warning("skipped %d unusable clip(s); keys and reasons in %s", len(bad), report)
+        self._handle_bad_audio(bad)
         if stats["cropped"]:
             log.info("cropped %d clip(s) longer than data.max_seconds=%s (policy: %s)",
                      stats["cropped"], self.max_seconds, self.crop)
@@ -284,6 +303,60 @@ class EmotionDataModule(L.LightningDataModule):
             if not split_examples:
                 raise ValueError(f"no usable audio left in the {split} split of fold {self.fold}")
         return kept_examples
+
+    def _handle_bad_audio(self, bad: list[AudioError]) -> None:
+        """Apply data.on_bad_audio to the clips that failed (self.skipped already lists them)."""
+        if bad and self.on_bad_audio == "error":
+            raise UnusableAudioError(bad, "Fix or remove them, or set data.on_bad_audio=skip to train without "
+                                          "them (the skipped keys are written to the run folder).")
+        if bad:
+            report = self._write_skip_report()
+            log.warning("skipped %d unusable clip(s); keys and reasons in %s", len(bad), report)
+
+    def _attach_features(self, examples: dict[str, list[Example]]) -> dict[str, list[Example]]:
+        """Give every example its feature item ids, encoding whatever the stores lack.
+
+        Extraction finishes (and is saved) before bad clips are acted on, so an
+        error leaves every good clip's features cached for the next run.
+        """
+        from mmemo.features.extract import Job, extract
+        from mmemo.features.store import audio_item_id, text_item_id
+
+        everything = [e for split_examples in examples.values() for e in split_examples]
+        failed: dict[str, AudioError] = {}
+        for modality, source in self.feature_sources.items():
+            jobs = []
+            for example in everything:
+                u = example.utterance
+                if modality == "speech":
+                    item = audio_item_id(u.audio_path, u.start, u.end, self.max_seconds, self.crop)
+                    length = u.length or u.audio_path.stat().st_size
+
+                    def load(u=u):
+                        return self._load_wave(u)
+                    jobs.append(Job(item, length, load, key=u.key, where=str(u.audio_path)))
+                else:
+                    item = text_item_id(u.text or "")
+                    jobs.append(Job(item, len(u.text or ""), lambda text=u.text or "": text, key=u.key))
+                example.features[modality] = item
+            for failure in extract(source, jobs, batch_size=self.feature_batch_size, device=self.feature_device,
+                                   desc=f"caching {source.encoder.name} features"):
+                failed.setdefault(failure["key"], AudioError(failure["file"], failure["reason"], failure["key"]))
+        kept: dict[str, list[Example]] = {}
+        for split, split_examples in examples.items():
+            kept[split] = []
+            for example in split_examples:
+                if example.utterance.key in failed:
+                    self.skipped.append((split, example.utterance.key, str(example.utterance.audio_path),
+                                         failed[example.utterance.key].reason))
+                    continue
+                if "speech" in self.feature_sources:
+                    source = self.feature_sources["speech"]
+                    frames = source.store.get(example.features["speech"]).shape[0]
+                    example.seconds = frames / source.frame_rate if source.frame_rate else (example.utterance.length or 0)
+                kept[split].append(example)
+        self._handle_bad_audio(list(failed.values()))
+        return kept
 
     def _write_skip_report(self) -> Path:
         folder = self.output_dir or Path.cwd()

@@ -121,6 +121,20 @@ class Encoder(nn.Module, abc.ABC):
         for name, parameter in self.named_parameters():
             parameter.requires_grad_("lora_" in name)
 
+    def from_features(self, features: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
+        """Rebuild this encoder's output from cached features.
+
+        features: [B,T,D], or [B,T,L,D] when every layer was cached for ``layer=weighted``;
+        mask: [B,T].
+        """
+        mixer = getattr(self, "mixer", None)
+        if features.dim() == 4:
+            if mixer is None:
+                raise ValueError(f"{self.name}: per-layer features were cached but layer is not 'weighted'")
+            layers = features.unbind(2)
+            return EncoderOutput(mixer(layers) * mask[..., None], mask, layers)
+        return EncoderOutput(features, mask)
+
     def train(self, mode: bool = True) -> Encoder:
         # A frozen encoder stays in eval mode (no dropout) even while the model trains.
         return super().train(mode and not self.frozen)

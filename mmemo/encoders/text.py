@@ -140,4 +140,5 @@ class TransformersTextEncoder(TextEncoder):
         else:
             frames = output.hidden_states[self.layer]
         frames = frames * mask[..., None]
-        return EncoderOutput(frames=frames, mask=mask)
+        layers = tuple(h * mask[..., None] for h in output.hidden_states) if self.mixer is not None else None
+        return EncoderOutput(frames=frames, mask=mask, layers=layers)

@@ -39,14 +39,18 @@ class EmotionClassifier(L.LightningModule):
         optim: dict | None = None,
         loss: dict | None = None,
         class_counts: list[int] | None = None,
+        encoders: dict[str, Encoder] | None = None,
     ):
+        """``speech``/``text`` are encoder configs (``_target_`` + options); ``encoders`` may
+        pass already-built encoders for them (as ``train`` does after caching their features)."""
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["encoders"])
         self.classes = list(classes)
-        encoders: dict[str, Encoder] = {}
+        built = dict(encoders or {})
+        encoders = {}
         for modality, spec in (("speech", speech), ("text", text)):
             if spec:
-                encoders[modality] = instantiate(spec, _convert_="all")
+                encoders[modality] = built.get(modality) or instantiate(spec, _convert_="all")
         if not encoders:
             raise ValueError("no modality left: model.speech and model.text are both none")
         self.encoders = nn.ModuleDict(encoders)
@@ -81,8 +85,15 @@ class EmotionClassifier(L.LightningModule):
         return tuple(self.encoders)
 
     def encode(self, batch: dict) -> dict[str, EncoderOutput]:
-        return {m: encoder(*(batch[field] for field in MODALITY_INPUTS[m]))
-                for m, encoder in self.encoders.items()}
+        """Each modality from its cached features when the batch has them, else from its encoder."""
+        outputs = {}
+        for modality, encoder in self.encoders.items():
+            cached = batch.get(f"{modality}_features")
+            if cached is not None:
+                outputs[modality] = encoder.from_features(cached, batch[f"{modality}_features_mask"])
+            else:
+                outputs[modality] = encoder(*(batch[field] for field in MODALITY_INPUTS[modality]))
+        return outputs
 
     def forward(self, batch: dict):
         return self.head(self.encode(batch))

@@ -41,6 +41,29 @@ def instantiate_all(node) -> list:
     return [instantiate(spec) for spec in (node or {}).values() if spec is not None and "_target_" in spec]
 
 
+def attach_feature_cache(datamodule, encoders: dict, features_cfg) -> dict:
+    """With ``features.cache=auto``, serve every frozen encoder from its feature store."""
+    import torch
+
+    from mmemo.features.extract import FeatureSource, open_store
+
+    options = {"cache": "auto", "dir": "cache/features", "storage": "frames", "dtype": "float32",
+               "batch_size": 16, "device": "auto", **(_container(features_cfg) if features_cfg else {})}
+    if options["cache"] not in ("auto", "off"):
+        raise ValueError(f"features.cache must be 'auto' or 'off', got {options['cache']!r}")
+    if options["cache"] == "off":
+        return {}
+    device = options["device"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    sources = {m: FeatureSource(m, encoder, open_store(encoder, options["dir"], options["storage"], options["dtype"]))
+               for m, encoder in encoders.items() if encoder.frozen}
+    datamodule.use_features(sources, batch_size=int(options["batch_size"]), device=device)
+    for modality, source in sources.items():
+        log.info("%s features of %s are cached in %s", modality, source.encoder.name, source.store.folder)
+    return sources
+
+
 def resolved_config(cfg: DictConfig) -> dict:
     """The run's config as plain data, without Hydra's own section."""
     return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "hydra"}
@@ -80,13 +103,15 @@ def train(cfg: DictConfig) -> dict:
     if speech is None and text is None:
         raise ValueError("model/speech=none and model/text=none leave no modality to train on")
 
+    encoders = {m: instantiate(spec, _convert_="all") for m, spec in (("speech", speech), ("text", text)) if spec}
     datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=text is not None)
+    attach_feature_cache(datamodule, encoders, cfg.get("features"))
     datamodule.setup("fit")
     train_counts = Counter(e.label for e in datamodule.datasets["train"].examples)
     model = EmotionClassifier(
         classes=list(datamodule.classes), speech=speech, text=text, fusion=_container(cfg.model.fusion),
         optim=_container(cfg.model.get("optim")), loss=_container(cfg.model.get("loss")),
-        class_counts=[train_counts.get(i, 0) for i in range(len(datamodule.classes))],
+        class_counts=[train_counts.get(i, 0) for i in range(len(datamodule.classes))], encoders=encoders,
     )
     model.run_config = resolved_config(cfg)
     loggers = instantiate_all(cfg.get("logger"))

@@ -107,3 +107,22 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny_overrides, tmp_path):
     result, out = run([*tiny_overrides, "trainer.precision=bf16-mixed", "trainer.max_epochs=1"], tmp_path)
     assert result["meta"]["config"]["trainer"]["precision"] == "bf16-mixed"
     assert 0.0 <= result["test"]["UA"] <= 1.0
+
+
+def test_lora_checkpoint_stores_only_trained_weights_and_reloads_exactly(tiny_overrides, tmp_path):
+    from mmemo.training.module import load_classifier
+
+    result, out = run([*tiny_overrides, "model/speech=none", "model.text.trainable=lora", "trainer.max_epochs=1"],
+                      tmp_path)
+    checkpoint = torch.load(out / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
+    text_keys = [k for k in checkpoint["state_dict"] if k.startswith("encoders.text.")]
+    assert text_keys and all("lora_" in k or k.endswith("position_ids") for k in text_keys)
+    model = load_classifier(out / "checkpoints/best.ckpt")
+    batch = {"text": ["so angry today", "the report is on the desk"]}
+    with torch.no_grad():
+        first = model(batch).logits
+        again = load_classifier(out / "checkpoints/best.ckpt")(batch).logits
+    torch.testing.assert_close(first, again)
+    evaluation = evaluate(compose("eval", [f"ckpt_path={out}/checkpoints/best.ckpt", "logger=csv"],
+                                  output_dir=str(tmp_path / "eval")))
+    assert evaluation["test"]["UA"] == pytest.approx(result["test"]["UA"])

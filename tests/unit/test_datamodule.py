@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import tone, write_jsonl, write_wav
-from mmemo.data.audio import AudioError
+from mmemo.data.audio import UnusableAudioError
 from mmemo.data.datamodule import EmotionDataModule, LengthBucketSampler, collate
 from mmemo.data.folds import read_fold, read_stm_speakers
 from mmemo.data.manifest import ManifestError
@@ -116,7 +116,7 @@ def _break_some_audio(root):
 def test_bad_audio_error_policy_names_every_bad_clip(tmp_path):
     root = make_corpus(tmp_path)
     _break_some_audio(root)
-    with pytest.raises(AudioError) as error:
+    with pytest.raises(UnusableAudioError) as error:
         EmotionDataModule(str(root), 1, use_text=False).setup()
     message = str(error.value)
     assert "2 unusable clip(s)" in message

@@ -123,3 +123,20 @@ def test_real_minilm_from_pypi_loads_offline():
     pooled_similar = torch.nn.functional.normalize(similar.frames.sum(1) / similar.mask.sum(1, keepdim=True), dim=-1)
     # A real sentence encoder puts the two angry sentences closer than angry and pleased.
     assert (pooled_similar @ pooled.T)[0, 0] > (pooled_similar @ pooled.T)[0, 1]
+
+
+def test_text_top_k_and_lora_train_only_what_they_should(tiny_bert_dir):
+    top = TransformersTextEncoder(str(tiny_bert_dir), trainable="top_k", top_k=1)
+    layers = {n.split(".")[3] for n, p in top.named_parameters() if p.requires_grad}
+    assert layers == {"1"}  # the last of the two BERT layers
+    assert top.training or not top.frozen
+    lora = TransformersTextEncoder(str(tiny_bert_dir), trainable="lora", lora={"r": 2})
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert len(trainable) == 2 * 3 * 2  # 2 layers x (query, key, value) x (A, B)
+    assert all("lora_" in n for n in trainable)
+    out = lora(SENTENCES)
+    out.frames.sum().backward()
+    assert all(p.grad is not None for n, p in lora.named_parameters() if p.requires_grad)
+    assert lora.memory_size == 0  # a trainable encoder never reuses remembered outputs
+    with pytest.raises(ValueError, match="LoRA could not find modules"):
+        TransformersTextEncoder(str(tiny_bert_dir), trainable="lora", lora={"target_modules": ["nope"]})

@@ -1,0 +1,174 @@
+"""The frozen-feature cache: keyed by fingerprint, crash-safe, reports failures, feeds training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmemo.data.datamodule import EmotionDataModule
+from mmemo.encoders.spectral import SpectralEncoder
+from mmemo.encoders.text import TransformersTextEncoder
+from mmemo.features.extract import FeatureSource, Job, extract, open_store
+from mmemo.features.store import FeatureStore, list_stores
+
+
+def tiny_speech_encoder(seed=0, **options):
+    torch.manual_seed(seed)
+    return SpectralEncoder(dim=16, ff_dim=32, heads=2, transformer_layers=1, trainable="frozen", **options)
+
+
+def cached_module(corpus, cache_dir, encoder, **options):
+    module = EmotionDataModule(str(corpus), 1, use_text=False, **options)
+    source = FeatureSource("speech", encoder, open_store(encoder, cache_dir))
+    module.use_features({"speech": source}, batch_size=4)
+    module.setup()
+    return module, source
+
+
+def test_cached_features_equal_the_encoder_and_training_reads_them(tiny_corpus, tmp_path):
+    encoder = tiny_speech_encoder()
+    module, source = cached_module(tiny_corpus, tmp_path, encoder)
+    assert len(source.store) == 64
+    batch = next(iter(module.train_dataloader()))
+    assert "audio" not in batch and batch["speech_features"].shape[-1] == 16
+    example = module.datasets["train"].examples[0]
+    wave = torch.from_numpy(module._load_wave(example.utterance))[None]
+    with torch.no_grad():
+        direct = encoder(wave, torch.ones_like(wave, dtype=torch.bool)).frames[0]
+    np.testing.assert_allclose(source.store.get(example.features["speech"]), direct.numpy(), atol=1e-5)
+
+
+def test_a_second_run_encodes_nothing(tiny_corpus, tmp_path, monkeypatch):
+    cached_module(tiny_corpus, tmp_path, tiny_speech_encoder())
+    encoder = tiny_speech_encoder()
+    monkeypatch.setattr(encoder, "forward", lambda *a: pytest.fail("the encoder ran although all is cached"))
+    module, _ = cached_module(tiny_corpus, tmp_path, encoder)
+    assert sum(len(d) for d in module.datasets.values()) == 64
+
+
+def test_a_fingerprint_change_never_reuses_stale_features(tiny_corpus, tmp_path):
+    first = open_store(tiny_speech_encoder(), tmp_path)
+    changed = tiny_speech_encoder()
+    with torch.no_grad():
+        changed.convs[0].weight[0, 0, 0] += 1e-3
+    assert open_store(changed, tmp_path).folder != first.folder
+    assert open_store(tiny_speech_encoder(features="mfcc"), tmp_path).folder != first.folder
+    assert open_store(tiny_speech_encoder(), tmp_path, storage="pooled").folder != first.folder
+    assert open_store(tiny_speech_encoder(), tmp_path).folder == first.folder
+    with pytest.raises(ValueError, match="only frozen encoders"):
+        open_store(SpectralEncoder(dim=16, ff_dim=32, heads=2), tmp_path)
+
+
+def test_changed_audio_is_encoded_again(tiny_corpus, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    _, source = cached_module(corpus, tmp_path / "cache", tiny_speech_encoder())
+    victim = sorted((corpus / "wav" / "spk01").glob("*.wav"))[0]
+    os.utime(victim, ns=(time.time_ns(), time.time_ns() + 10**9))
+    _, again = cached_module(corpus, tmp_path / "cache", tiny_speech_encoder())
+    assert len(again.store) == 65  # the touched clip got a new entry
+
+
+def test_a_corrupt_clip_is_reported_and_the_rest_are_cached(tiny_corpus, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    victim = sorted((corpus / "wav" / "spk02").glob("*.wav"))[3]
+    victim.write_bytes(b"RIFF garbage")
+    from mmemo.data.audio import UnusableAudioError
+
+    with pytest.raises(UnusableAudioError, match=rf"(?s)1 unusable clip.*{victim.stem}"):
+        cached_module(corpus, tmp_path / "cache", tiny_speech_encoder())
+    store = open_store(tiny_speech_encoder(), tmp_path / "cache")
+    assert len(store) == 63  # everything else was cached before the error
+    failures = [json.loads(line) for line in (store.folder / "failures.jsonl").read_text().splitlines()]
+    assert failures[0]["key"] == victim.stem and "corrupt" in failures[0]["reason"]
+    module, _ = cached_module(corpus, tmp_path / "cache", tiny_speech_encoder(), on_bad_audio="skip",
+                              output_dir=str(tmp_path / "run"))
+    assert sum(len(d) for d in module.datasets.values()) == 63
+    assert victim.stem in (tmp_path / "run" / "skipped_audio.tsv").read_text()
+
+
+KILLED_EXTRACTION = textwrap.dedent("""
+    import sys, time, torch
+    from mmemo.data.datamodule import EmotionDataModule
+    from mmemo.encoders.spectral import SpectralEncoder
+    from mmemo.features.extract import FeatureSource, open_store
+    torch.manual_seed(0)
+    encoder = SpectralEncoder(dim=16, ff_dim=32, heads=2, transformer_layers=1, trainable="frozen")
+    forward = encoder.forward
+    def slow_forward(*args):
+        time.sleep(0.25)
+        return forward(*args)
+    encoder.forward = slow_forward
+    module = EmotionDataModule(sys.argv[1], 1, use_text=False)
+    source = FeatureSource("speech", encoder, open_store(encoder, sys.argv[2]))
+    module.use_features({"speech": source}, batch_size=2)
+    import mmemo.features.extract as extract
+    original = extract.extract
+    extract.extract = lambda *a, **k: original(*a, **{**k, "shard_items": 4})
+    module.setup()
+""")
+
+
+def test_an_extraction_killed_halfway_resumes_to_identical_features(tiny_corpus, tmp_path):
+    script = tmp_path / "extract.py"
+    script.write_text(KILLED_EXTRACTION)
+    cache = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, str(script), str(tiny_corpus), str(cache)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.glob("*/*/shard-*.index.json"))) < 3:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    [folder] = cache.glob("*/*")
+    partial = FeatureStore(folder)
+    assert 0 < len(partial) < 64, "the child was killed before it finished"
+    (folder / "shard-000099.tmp1234.npy").write_bytes(b"half a file")  # debris of a killed write
+
+    _, resumed = cached_module(tiny_corpus, cache, tiny_speech_encoder(), )
+    assert not list(folder.glob("*.tmp*"))
+    _, clean = cached_module(tiny_corpus, tmp_path / "clean", tiny_speech_encoder())
+    assert len(resumed.store) == len(clean.store) == 64
+    for item in clean.store._entries:
+        assert np.array_equal(resumed.store.get(item), clean.store.get(item)), item
+
+
+def test_pooled_float16_and_all_layer_storage(tiny_bert_dir, tmp_path):
+    texts = ["so angry today", "what a happy trip", "the report is on the desk"]
+    jobs = [Job(f"t{i}", len(t), (lambda t=t: t)) for i, t in enumerate(texts)]
+    encoder = TransformersTextEncoder(str(tiny_bert_dir), memory_size=0)
+    pooled = FeatureSource("text", encoder, open_store(encoder, tmp_path, storage="pooled", dtype="float16"))
+    extract(pooled, jobs)
+    with torch.no_grad():
+        out = encoder(texts)
+    mean = (out.frames.sum(1) / out.mask.sum(1, keepdim=True)).numpy()
+    assert pooled.store.get("t1").shape == (1, 32) and pooled.store.get("t1").dtype == np.float16
+    np.testing.assert_allclose(pooled.store.get("t1")[0].astype(np.float32), mean[1], atol=2e-3)
+
+    weighted = TransformersTextEncoder(str(tiny_bert_dir), layer="weighted")
+    layered = FeatureSource("text", weighted, open_store(weighted, tmp_path))
+    extract(layered, jobs)
+    stored = layered.store.get("t0")
+    assert stored.shape[1:] == (3, 32)  # [T, layers, D]
+    features = torch.from_numpy(stored)[None]
+    rebuilt = weighted.from_features(features, torch.ones(1, stored.shape[0], dtype=torch.bool))
+    with torch.no_grad():
+        direct = weighted([texts[0]])
+    torch.testing.assert_close(rebuilt.frames, direct.frames, atol=1e-5, rtol=1e-5)
+    rows = list_stores(tmp_path)
+    assert {r["storage"] for r in rows} == {"pooled", "frames"} and all(r["items"] == 3 for r in rows)
