@@ -146,6 +146,7 @@ class EmotionDataModule(L.LightningDataModule):
         max_seconds: float | None = 30.0,
         crop: str = "start",
         on_bad_audio: str = "error",
+        missing_text: str = "error",
         audio_memory_gb: float = 2.0,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -173,6 +174,9 @@ class EmotionDataModule(L.LightningDataModule):
         self.max_seconds = max_seconds
         self.crop = crop
         self.on_bad_audio = on_bad_audio
+        if missing_text not in ("error", "allow"):
+            raise ValueError(f"data.missing_text must be 'error' or 'allow', got {missing_text!r}")
+        self.missing_text = missing_text
         self.audio_memory_bytes = int(audio_memory_gb * 2**30)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -232,7 +236,7 @@ class EmotionDataModule(L.LightningDataModule):
                 raise ValueError(f"the {split} split of fold {self.fold} is empty after the label map "
                                  f"({splits.files.get(split, 'carved from train')})")
             labelled[split] = (kept, targets)
-        if self.use_text:
+        if self.use_text and self.missing_text == "error":
             self._check_transcripts(labelled)
         if self.use_audio:
             resolve_audio_paths([u for us, _ in labelled.values() for u in us], self.audio_root)
@@ -256,8 +260,10 @@ class EmotionDataModule(L.LightningDataModule):
             Issue(u.source or Source("<memory>", 0), f"missing transcript ('text') for key {u.key!r}")
             for utterances, _ in labelled.values() for u in utterances if not (u.text or "").strip()
         ]
-        raise_if_issues(issues, hint="The text branch needs a transcript for every utterance; "
-                                     "add 'text' to the manifest or run speech-only (model/text=none).")
+        raise_if_issues(issues, hint="The text branch needs a transcript for every utterance: add 'text' to the "
+                                     "manifest, run speech-only (model/text=none), or set data.missing_text=allow "
+                                     "to treat those utterances' text as missing (the fusion head then uses the "
+                                     "other modalities).")
 
     def _load_wave(self, utterance: Utterance) -> np.ndarray:
         return load_audio(utterance.audio_path, key=utterance.key, start=utterance.start,

@@ -4,6 +4,14 @@ A head takes a dict of modality name -> :class:`EncoderOutput`, so adding a
 modality (video, physiology) needs no change to the heads. A new head is one
 file that subclasses :class:`FusionHead` with ``@register("name")``, plus one
 config in ``configs/model/fusion/``.
+
+**Missing modalities.** A modality is missing for the whole batch when its key
+is absent from the dict, and for one sample when that sample's mask row has no
+valid frame (an utterance without a transcript, or a modality dropped by
+modality dropout during training). Every head must give a prediction as long
+as one modality is present; how it degrades is documented per head. Heads get
+a learned stand-in vector per modality (:attr:`FusionHead.missing`) that
+modality dropout trains.
 """
 
 from __future__ import annotations
@@ -20,15 +28,22 @@ _REGISTRY: dict[str, type[FusionHead]] = {}
 
 @dataclass
 class FusionOutput:
-    """logits: [B,C]; aux_losses: extra training losses by name; embeddings: [B,E] by name."""
+    """logits: [B,C]; aux_losses: extra training losses by name (added to the loss and logged);
+    embeddings: [B,E] by name; logs: scalars worth logging (e.g. a learned temperature)."""
 
     logits: torch.Tensor
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class FusionHead(nn.Module):
-    """Base class. ``input_dims`` fixes the modalities (and their order) the head knows."""
+    """Base class. ``input_dims`` fixes the modalities (and their order) the head knows.
+
+    Subclasses implement ``forward(feats, targets=None) -> FusionOutput``; ``targets``
+    ([B] class ids) is given during training and validation for heads whose
+    auxiliary losses need labels.
+    """
 
     def __init__(self, input_dims: dict[str, int], num_classes: int):
         super().__init__()
@@ -37,11 +52,38 @@ class FusionHead(nn.Module):
         self.input_dims = dict(input_dims)
         self.modalities = tuple(input_dims)
         self.num_classes = num_classes
+        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in input_dims.items()})
 
     def check_inputs(self, feats: dict[str, EncoderOutput]) -> None:
         unknown = set(feats) - set(self.modalities)
         if unknown:
             raise KeyError(f"{type(self).__name__} was built for {list(self.modalities)}, got {sorted(unknown)}")
+        if not feats:
+            raise ValueError(f"{type(self).__name__} got no modality at all")
+
+    def presence(self, feats: dict[str, EncoderOutput]) -> dict[str, torch.Tensor]:
+        """Which samples have each modality: ``{modality: [B] bool}``; refuses samples with none."""
+        self.check_inputs(feats)
+        reference = next(iter(feats.values())).mask
+        present = {m: feats[m].mask.any(1) if m in feats else reference.new_zeros(reference.shape[0])
+                   for m in self.modalities}
+        anything = torch.stack(list(present.values())).any(0)
+        if not bool(anything.all()):
+            raise ValueError(f"{int((~anything).sum())} sample(s) have none of the modalities {list(self.modalities)}")
+        return present
+
+    def pooled(self, feats: dict[str, EncoderOutput], present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Masked mean of each modality, [B, D_m]; missing samples get the learned stand-in."""
+        batch = next(iter(present.values())).shape[0]
+        out = {}
+        for m in self.modalities:
+            stand_in = self.missing[m].expand(batch, -1)
+            if m not in feats:
+                out[m] = stand_in
+            else:
+                mean = masked_mean(feats[m].frames, feats[m].mask)
+                out[m] = torch.where(present[m][:, None], mean, stand_in.to(mean.dtype))
+        return out
 
 
 def register(name: str):

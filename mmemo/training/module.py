@@ -39,6 +39,7 @@ class EmotionClassifier(L.LightningModule):
         optim: dict | None = None,
         loss: dict | None = None,
         class_counts: list[int] | None = None,
+        modality_dropout: float = 0.0,
         encoders: dict[str, Encoder] | None = None,
     ):
         """``speech``/``text`` are encoder configs (``_target_`` + options); ``encoders`` may
@@ -62,6 +63,9 @@ class EmotionClassifier(L.LightningModule):
         loss = {"class_weights": "none", "label_smoothing": 0.0, **(loss or {})}
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(loss["class_weights"], class_counts),
                                            label_smoothing=float(loss["label_smoothing"]))
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(f"model.modality_dropout must be in [0, 1), got {modality_dropout}")
+        self.modality_dropout = modality_dropout
         self.metrics = nn.ModuleDict({stage: EmotionMetrics(self.classes) for stage in ("val", "test")})
         self.results: dict[str, dict] = {}
         self.test_predictions: list[dict] = []
@@ -85,18 +89,42 @@ class EmotionClassifier(L.LightningModule):
         return tuple(self.encoders)
 
     def encode(self, batch: dict) -> dict[str, EncoderOutput]:
-        """Each modality from its cached features when the batch has them, else from its encoder."""
+        """Each modality from its cached features when the batch has them, else from its encoder.
+
+        A modality whose inputs are absent from the batch is left out (the head
+        degrades gracefully); an empty transcript marks that sample's text as missing.
+        """
         outputs = {}
         for modality, encoder in self.encoders.items():
             cached = batch.get(f"{modality}_features")
             if cached is not None:
                 outputs[modality] = encoder.from_features(cached, batch[f"{modality}_features_mask"])
-            else:
+            elif all(batch.get(field) is not None for field in MODALITY_INPUTS[modality]):
                 outputs[modality] = encoder(*(batch[field] for field in MODALITY_INPUTS[modality]))
+        if "text" in outputs:
+            present = torch.tensor([bool(str(t).strip()) for t in batch["text"]], device=outputs["text"].mask.device)
+            if not bool(present.all()):
+                outputs["text"] = EncoderOutput(outputs["text"].frames, outputs["text"].mask & present[:, None])
+        if self.training and self.modality_dropout > 0 and len(outputs) > 1:
+            outputs = self._drop_modalities(outputs)
+        return outputs
+
+    def _drop_modalities(self, outputs: dict[str, EncoderOutput]) -> dict[str, EncoderOutput]:
+        """With probability ``modality_dropout`` per sample, hide one modality it has (never all)."""
+        names = list(outputs)
+        reference = outputs[names[0]].mask
+        present = torch.stack([outputs[m].mask.any(1) for m in names])  # [M,B]
+        drop = torch.rand(reference.shape[0], device=reference.device) < self.modality_dropout
+        drop &= present.sum(0) > 1
+        choice = torch.multinomial(present.T.float() + 1e-9, 1).squeeze(1)  # a present modality per sample
+        for index, m in enumerate(names):
+            hidden = drop & (choice == index)
+            if bool(hidden.any()):
+                outputs[m] = EncoderOutput(outputs[m].frames, outputs[m].mask & ~hidden[:, None])
         return outputs
 
     def forward(self, batch: dict):
-        return self.head(self.encode(batch))
+        return self.head(self.encode(batch), batch.get("label"))
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         output = self(batch)
@@ -105,7 +133,7 @@ class EmotionClassifier(L.LightningModule):
         size = len(batch["label"])
         self.log(f"{stage}/loss", loss, batch_size=size, prog_bar=stage == "train",
                  on_step=stage == "train", on_epoch=True)
-        for name, value in output.aux_losses.items():
+        for name, value in {**output.aux_losses, **output.logs}.items():
             self.log(f"{stage}/{name}", value, batch_size=size, on_epoch=True)
         if stage != "train":
             self.metrics[stage].update(output.logits.detach(), batch["label"])

@@ -112,6 +112,7 @@ def train(cfg: DictConfig) -> dict:
         classes=list(datamodule.classes), speech=speech, text=text, fusion=_container(cfg.model.fusion),
         optim=_container(cfg.model.get("optim")), loss=_container(cfg.model.get("loss")),
         class_counts=[train_counts.get(i, 0) for i in range(len(datamodule.classes))], encoders=encoders,
+        modality_dropout=float(cfg.model.get("modality_dropout", 0.0)),
     )
     model.run_config = resolved_config(cfg)
     loggers = instantiate_all(cfg.get("logger"))

@@ -99,6 +99,9 @@ def test_missing_transcript_names_file_and_line(tmp_path):
     with pytest.raises(ManifestError, match=rf"{path}:3: missing transcript \('text'\) for key 's5_2'"):
         EmotionDataModule(str(root), 1, use_audio=False).setup()
     EmotionDataModule(str(root), 1, use_text=False).setup()  # speech-only runs do not need it
+    allowed = EmotionDataModule(str(root), 1, use_audio=False, missing_text="allow")
+    allowed.setup()
+    assert "" in {e.utterance.text or "" for e in allowed.datasets["test"].examples}
 
 
 def test_unknown_label_is_reported_before_training(tmp_path):

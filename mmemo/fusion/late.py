@@ -1,0 +1,60 @@
+"""``late``: one classifier per modality, their predictions combined by a rule.
+
+Rules (``combine``):
+
+* ``mean_log_prob``: the average of the modalities' log-probabilities;
+* ``learned``: a softmax-weighted average of log-probabilities with learned weights;
+* ``product``: product of experts — the sum of log-probabilities, renormalised.
+
+``aux_weight > 0`` adds each modality's own cross-entropy to the loss (logged
+as ``aux_<modality>``), so every branch learns to classify alone.
+
+Missing modality: the rule is applied over the modalities a sample has, so a
+sample without a transcript is classified by the speech branch alone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmemo.encoders.base import EncoderOutput
+from mmemo.fusion.base import FusionHead, FusionOutput, register
+from mmemo.fusion.layers import mlp
+
+RULES = ("mean_log_prob", "learned", "product")
+
+
+@register("late")
+class LateFusion(FusionHead):
+    def __init__(self, input_dims: dict[str, int], num_classes: int, *, hidden: int = 256, dropout: float = 0.2,
+                 combine: str = "mean_log_prob", aux_weight: float = 0.0):
+        super().__init__(input_dims, num_classes)
+        if combine not in RULES:
+            raise ValueError(f"late fusion combine must be one of {RULES}, got {combine!r}")
+        self.combine = combine
+        self.aux_weight = aux_weight
+        self.classifiers = nn.ModuleDict({m: mlp(d, hidden, num_classes, dropout) for m, d in input_dims.items()})
+        self.weights = nn.Parameter(torch.zeros(len(self.modalities)))
+
+    def forward(self, feats: dict[str, EncoderOutput], targets: torch.Tensor | None = None) -> FusionOutput:
+        present = self.presence(feats)
+        pooled = self.pooled(feats, present)
+        logits = {m: self.classifiers[m](pooled[m]) for m in self.modalities}
+        log_probs = torch.stack([F.log_softmax(logits[m].float(), -1) for m in self.modalities])  # [M,B,C]
+        available = torch.stack([present[m] for m in self.modalities]).float()  # [M,B]
+        if self.combine == "learned":
+            weights = torch.softmax(self.weights.float()[:, None] + torch.log(available.clamp(min=1e-12)), 0)
+        else:
+            weights = available / available.sum(0, keepdim=True)
+        combined = (weights[..., None] * log_probs).sum(0)
+        if self.combine == "product":
+            combined = torch.log_softmax((available[..., None] * log_probs).sum(0), -1)
+        aux = {}
+        if targets is not None and self.aux_weight > 0:
+            for m in self.modalities:
+                if bool(present[m].any()):
+                    loss = F.cross_entropy(logits[m][present[m]].float(), targets[present[m]])
+                    aux[f"aux_{m}"] = self.aux_weight * loss
+        return FusionOutput(combined, aux_losses=aux, embeddings=pooled)
