@@ -1,0 +1,236 @@
+"""An EmoBox ``data/<dataset>/`` folder, validated and copied byte for byte.
+
+mmemo reads EmoBox folders directly (``data.root=<EmoBox>/data/<dataset>``);
+``prepare emobox`` is for keeping a checked copy next to other prepared
+corpora, with a ``corpus.json`` that records where the audio lives. The jsonl
+lines are never rewritten: their ``wav`` paths (``downloads/<dataset>/...``)
+are relative to the EmoBox checkout, which ``--audio-root`` names (used as
+``data.audio_root``). Speakers come from the ``spk=`` tags of
+``data.seg.wrd.stm``, as mmemo's fold reader does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mmemo.data.corpora.base import (
+    CORPUS_FILE,
+    LABEL_MAP_FILE,
+    README_FILE,
+    SPLIT_ORDER,
+    Adapter,
+    PreparedCorpus,
+)
+from mmemo.data.corpora.options import Option, resolve_options
+from mmemo.data.corpora.writing import _mmemo_version, _write_json, command_line, start_output
+from mmemo.data.folds import available_folds, fold_files, read_stm_speakers
+from mmemo.data.labels import load_label_map_file
+from mmemo.data.manifest import (
+    Issue,
+    ManifestError,
+    Source,
+    Utterance,
+    raise_if_issues,
+    read_manifest,
+)
+
+STM_FILE = "data.seg.wrd.stm"
+_FOLD_FILE = re.compile(r"^(?P<name>.+)_(?:train|valid|test)_fold_(?P<k>\d+)\.jsonl$")
+
+
+class EmoboxAdapter(Adapter):
+    name = "emobox"
+    title = "an EmoBox data folder"
+    obtain = ("https://github.com/emo-box/EmoBox (data/<dataset>/ holds the fold files; the audio of each "
+              "corpus is obtained from its own source into downloads/<dataset>/)")
+    licence = "EmoBox's metadata is MIT-licensed; each corpus keeps its own licence."
+    layout = """<EmoBox>/data/<dataset>/
+  fold_<k>/<dataset>_{train,test}_fold_<k>.jsonl   (MELD also has _valid_)
+  label_map.json
+  data.seg.wrd.stm                                 (speakers as spk= tags)
+  <dataset>.jsonl                                  (optional, copied)"""
+    options = (
+        Option("audio_root", None, (), "where EmoBox's downloads/<dataset>/... wav paths are relative to "
+                                       "(the EmoBox checkout); recorded, the jsonl lines are not rewritten"),
+    )
+
+    def locate(self, root: Path) -> Path:
+        missing = []
+        if not available_folds(root):
+            missing.append(f"{root}/fold_1/ (fold_<k>/<dataset>_{{train,test}}_fold_<k>.jsonl)")
+        if not (root / LABEL_MAP_FILE).is_file():
+            missing.append(f"{root / LABEL_MAP_FILE}")
+        if missing:
+            raise self.layout_error(root, missing, "--root must be one dataset folder, e.g. <EmoBox>/data/iemocap.")
+        return root
+
+    def prepare(self, root: str | os.PathLike, out: str | os.PathLike, **given: Any) -> PreparedCorpus:
+        options = resolve_options(self.name, self.options, given)
+        root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))
+        if not root.is_dir():
+            raise self.layout_error(root, [f"{root} (no such directory)"])
+        self.locate(root)
+        audio_root = Path(os.path.abspath(options["audio_root"])) if options["audio_root"] else None
+        if audio_root is not None:
+            options["audio_root"] = str(audio_root)
+            if not audio_root.is_dir():
+                raise FileNotFoundError(f"--audio-root {audio_root} is not a directory")
+
+        folds = available_folds(root)
+        files = {k: fold_files(root, k) for k in folds}
+        names = {_FOLD_FILE.match(p.name).group("name") for fs in files.values() for p in fs.values()}
+        if len(names) != 1:
+            raise ValueError(f"{root}: fold files use several dataset names {sorted(names)}")
+        dataset = names.pop()
+        label_map = load_label_map_file(root / LABEL_MAP_FILE)
+        classes = sorted({v for v in label_map.values() if v is not None})
+        stm = root / STM_FILE
+        stm_speakers = read_stm_speakers(stm) if stm.is_file() else {}
+
+        issues: list[Issue] = []
+        parts: dict[int, dict[str, list[Utterance]]] = {}
+        for k, by_split in files.items():
+            parts[k] = {}
+            for split, path in by_split.items():
+                try:
+                    parts[k][split] = read_manifest(path)
+                except ManifestError as error:
+                    issues.extend(error.issues)
+                    parts[k][split] = []
+        for k, by_split in parts.items():
+            seen: dict[str, str] = {}
+            for split, utterances in by_split.items():
+                for u in utterances:
+                    if u.emo not in label_map and u.emo not in classes:
+                        issues.append(Issue(u.source or Source(str(files[k][split]), 0),
+                                            f"label {u.emo!r} is not in {LABEL_MAP_FILE} ({sorted(label_map)})"))
+                    if u.key in seen and seen[u.key] != split:
+                        issues.append(Issue(u.source or Source(str(files[k][split]), 0),
+                                            f"key {u.key!r} is in both {seen[u.key]} and {split} of fold {k}"))
+                    seen[u.key] = split
+                    if u.speaker is None:
+                        u.speaker = stm_speakers.get(u.key)
+        raise_if_issues(issues, hint=f"{root} is not a valid EmoBox folder.")
+
+        start_output(out, self.name, root)
+        copied = []
+        for k, by_split in files.items():
+            for path in by_split.values():
+                target = out / f"fold_{k}" / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+                copied.append(target)
+        extras = {}
+        for name in (LABEL_MAP_FILE, STM_FILE, f"{dataset}.jsonl", "corpus.cfg"):
+            if (root / name).is_file():
+                shutil.copyfile(root / name, out / name)
+                extras[name] = out / name
+
+        def mapped(u: Utterance) -> str | None:
+            return label_map[u.emo] if u.emo in label_map else u.emo
+
+        everything: dict[str, Utterance] = {}
+        fold_counts: list[dict[str, dict[str, int]]] = []
+        no_speaker = 0
+        overlaps: list[str] = []
+        for k in folds:
+            splits: dict[str, dict[str, int]] = {}
+            for split in SPLIT_ORDER:
+                if split not in parts[k]:
+                    continue
+                counts = Counter(mapped(u) for u in parts[k][split])
+                splits[split] = {c: counts.get(c, 0) for c in classes}
+                for u in parts[k][split]:
+                    everything.setdefault(u.key, u)
+            fold_counts.append(splits)
+            test = {u.speaker for u in parts[k]["test"] if u.speaker}
+            shared = {u.speaker for s in ("train", "valid") for u in parts[k].get(s, []) if u.speaker} & test
+            no_speaker += sum(u.speaker is None for us in parts[k].values() for u in us)
+            if shared:
+                overlaps.append(f"fold {k}: {len(shared)} of {len(test)} test speakers also train/valid")
+        independent = not overlaps and no_speaker == 0
+        if no_speaker:
+            reason = f"{no_speaker} fold line(s) have no speaker (no spk= tag in {STM_FILE})"
+        elif overlaps:
+            reason = "; ".join(overlaps[:5]) + " (EmoBox's protocol for this corpus)"
+        else:
+            reason = "no speaker is in both the training and the test split of any fold"
+        counts = Counter(mapped(u) for u in everything.values())
+        raw = Counter(u.emo for u in everything.values())
+        speakers = sorted({u.speaker for u in everything.values() if u.speaker})
+        notes = []
+        if dataset == "iemocap":
+            notes.append("EmoBox's stm tags each IEMOCAP utterance with its dialog's prefix (Ses01F also for "
+                         "Ses01F_impro01_M000), not its actual speaker; the session folds are still "
+                         "speaker-independent. `mmemo data prepare iemocap` writes the actual speaker")
+        audio_missing = None
+        if audio_root is not None:
+            audio_missing = sum(not (audio_root / u.wav).is_file() if not Path(u.wav).is_absolute()
+                                else not Path(u.wav).is_file() for u in everything.values())
+            if audio_missing:
+                notes.append(f"{audio_missing} of {len(everything)} wav files are not under {audio_root} yet")
+        audio = (f"wav paths as written by EmoBox (relative to the EmoBox checkout); audio root: "
+                 f"{audio_root if audio_root else 'not given (pass --audio-root, then use data.audio_root)'}")
+
+        summary = PreparedCorpus(
+            name=dataset, root=root, out=out, options=dict(options), classes=classes, total=len(everything),
+            class_counts={c: counts.get(c, 0) for c in classes}, raw_counts=dict(sorted(raw.items())),
+            fold_counts=fold_counts, speakers=speakers, speaker_independent=independent,
+            protocol=f"EmoBox's {len(folds)} fold(s) for {dataset}, copied unchanged",
+            files={"folds": copied, **{k: v for k, v in extras.items()},
+                   "label_map": out / LABEL_MAP_FILE, "corpus_json": out / CORPUS_FILE,
+                   "readme": out / README_FILE, "manifest": extras.get(f"{dataset}.jsonl")},
+            notes=notes,
+        )
+        command = command_line(self.name, root, out, options, self.options)
+        meta = {
+            "prepared_by": "mmemo", "status": "complete", "mmemo_version": _mmemo_version(),
+            "prepared_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "corpus": self.name, "dataset": dataset, "title": f"EmoBox {dataset}", "root": str(root),
+            "command": command, "options": dict(options),
+            "audio_root": str(audio_root) if audio_root else None, "audio": audio,
+            "audio_missing": audio_missing, "classes": classes, "label_map": label_map,
+            "protocol": {"scheme": "emobox", "folds": len(folds), "description": summary.protocol},
+            "speaker_independent": independent, "speaker_independent_reason": reason,
+            "counts": {"total": len(everything), "per_class": summary.class_counts,
+                       "per_raw_label": summary.raw_counts, "speakers": len(speakers),
+                       "folds": {str(k): s for k, s in zip(folds, fold_counts, strict=True)}},
+            "speakers": speakers, "notes": notes,
+        }
+        (out / README_FILE).write_text(self._readme(summary, meta), encoding="utf-8")
+        _write_json(out / CORPUS_FILE, meta)
+        return summary
+
+    @staticmethod
+    def _readme(summary: PreparedCorpus, meta: dict[str, Any]) -> str:
+        root = meta["audio_root"] or "<EmoBox checkout>"
+        lines = [
+            f"# EmoBox {meta['dataset']} (copied by mmemo)", "",
+            f"Copied unchanged from `{summary.root}` with mmemo {meta['mmemo_version']} on {meta['prepared_at']}:",
+            "", "```bash", meta["command"], "```", "",
+            "The fold files, `label_map.json` and `data.seg.wrd.stm` are byte-for-byte copies. Their `wav` "
+            f"paths are relative to the EmoBox checkout; train with `data.audio_root={root}`:", "",
+            "```bash", f"mmemo train data=manifest data.root={summary.out} data.audio_root={root} data.fold=1",
+            "```", "",
+            f"Audio: {meta['audio']}.", "",
+            "## Protocol", "", summary.protocol + ".", "",
+            ("Folds are **speaker-independent**: " if summary.speaker_independent else
+             "Folds are **not speaker-independent**: ") + meta["speaker_independent_reason"] + ".", "",
+            "## Classes (after label_map.json)", "", "| class | utterances |", "|---|---|",
+            *[f"| {c} | {n} |" for c, n in summary.class_counts.items()], f"| total | {summary.total} |", "",
+            "| fold | " + " | ".join(SPLIT_ORDER) + " |", "|---|---|---|---|",
+            *[f"| {k} | " + " | ".join(str(sum(s[x].values())) if x in s else "-" for x in SPLIT_ORDER) + " |"
+              for k, s in enumerate(summary.fold_counts, start=1)], "",
+        ]
+        if summary.notes:
+            lines += ["## Notes", "", *[f"- {n}" for n in summary.notes], ""]
+        return "\n".join(lines)
+
+
+ADAPTER = EmoboxAdapter()

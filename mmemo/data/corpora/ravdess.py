@@ -1,0 +1,104 @@
+"""RAVDESS speech files from ``Actor_01/`` ... ``Actor_24/``, labelled by their file names.
+
+A name such as ``03-01-05-01-02-01-18.wav`` codes modality (03 audio-only),
+vocal channel (01 speech, 02 song), emotion, intensity, statement, repetition
+and actor. Only audio-only speech files are used (1,440 files). Odd actors are
+male, even actors female. The text is one of two fixed statements, so it
+carries no emotion signal.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from mmemo.data.corpora.base import Adapter, Collected, Failure, file_issue
+from mmemo.data.corpora.files import measure
+from mmemo.data.corpora.fold_rule import RULE_SCHEMES, plan_folds
+from mmemo.data.corpora.options import Option
+from mmemo.data.manifest import Issue, Utterance, raise_if_issues
+
+EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
+            "07": "disgust", "08": "surprised"}
+INTENSITY = {"01": "normal", "02": "strong"}
+STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
+_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.wav$")
+_ACTOR_DIR = re.compile(r"^Actor_(\d\d)$")
+
+
+class RavdessAdapter(Adapter):
+    name = "ravdess"
+    title = "RAVDESS"
+    obtain = ("https://zenodo.org/records/1188976 (Audio_Speech_Actors_01-24.zip; free download)")
+    licence = "CC BY-NC-SA 4.0."
+    layout = """ROOT/                               (the extracted Audio_Speech_Actors_01-24.zip)
+  Actor_01/03-01-01-01-01-01-01.wav   modality-channel-emotion-intensity-statement-repetition-actor
+  ...
+  Actor_24/"""
+    options = (
+        Option("merge_calm", False, (True, False), "map calm to neutral (7 classes)", kind=bool),
+        Option("folds", "emobox", RULE_SCHEMES,
+               "emobox: the EmoBox rule (24 balanced actors -> 6 folds of 4); speakers: the same without "
+               "the balance test; loso: 24 leave-one-actor-out folds"),
+    )
+
+    def locate(self, root: Path) -> Path:
+        candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for candidate in candidates:
+            if any(_ACTOR_DIR.match(p.name) and p.is_dir() for p in candidate.iterdir()):
+                return candidate
+        raise self.layout_error(root, [f"{root}/Actor_01/ ... Actor_24/ (folders of "
+                                       "03-01-EE-II-SS-RR-AA.wav files)"])
+
+    def collect(self, root: Path, out: Path, options: dict[str, Any]) -> Collected:
+        found: list[Utterance] = []
+        issues: list[Issue] = []
+        for actor_dir in sorted(p for p in root.iterdir() if p.is_dir() and _ACTOR_DIR.match(p.name)):
+            folder_actor = _ACTOR_DIR.match(actor_dir.name).group(1)
+            for path in sorted(actor_dir.iterdir()):
+                if path.name.startswith(".") or path.suffix.lower() != ".wav":
+                    continue
+                match = _NAME.match(path.name)
+                if not match:
+                    issues.append(file_issue(path, "not a RAVDESS name (03-01-EE-II-SS-RR-AA.wav)"))
+                    continue
+                modality, channel, emotion, intensity, statement, repetition, actor = match.groups()
+                if modality != "03" or channel != "01":
+                    continue  # video files or song: not the speech corpus
+                problems = []
+                if emotion not in EMOTIONS:
+                    problems.append(f"emotion code {emotion} is not 01-08")
+                if intensity not in INTENSITY:
+                    problems.append(f"intensity code {intensity} is not 01 or 02")
+                if statement not in STATEMENTS:
+                    problems.append(f"statement code {statement} is not 01 or 02")
+                if actor != folder_actor:
+                    problems.append(f"actor {actor} in the name but the file is in {actor_dir.name}")
+                if problems:
+                    issues.extend(file_issue(path, p) for p in problems)
+                    continue
+                found.append(Utterance(
+                    key=path.stem, wav=str(path), emo=EMOTIONS[emotion], dataset=self.name, speaker=actor,
+                    lang="en", text=STATEMENTS[statement], gender="M" if int(actor) % 2 else "F",
+                    extra={"intensity": INTENSITY[intensity], "statement": statement,
+                           "repetition": int(repetition)},
+                ))
+        raise_if_issues(issues)
+        if not found:
+            raise self.layout_error(root, [f"{root}/Actor_*/03-01-*.wav (audio-only speech files)"],
+                                    "Only the speech archive (vocal channel 01) is used, not the song one.")
+        failures: list[Failure] = []
+        utterances = measure(found, failures, desc="RAVDESS wav headers")
+        label_map: dict[str, str | None] = {name: name for name in EMOTIONS.values()}
+        if options["merge_calm"]:
+            label_map["calm"] = "neutral"
+        strata = {u.speaker: u.gender for u in utterances if u.speaker and u.gender}
+        plan = plan_folds(utterances, options["folds"], lambda u: label_map[u.emo], strata)
+        notes = ["the text is one of two fixed statements ('Kids are talking by the door', 'Dogs are sitting "
+                 "by the door'), so it carries no emotion signal; text-only models can only be at chance"]
+        return Collected(utterances, label_map, plan, audio="absolute paths to the original WAVs under the root",
+                         failures=failures, notes=notes)
+
+
+ADAPTER = RavdessAdapter()

@@ -1,0 +1,535 @@
+"""`mmemo data prepare` adapters: each corpus read from a fake tree in its original layout.
+
+The fake trees (tests/fake_corpora.py) return the truth they encode; every
+test compares the prepared manifests with it exactly, checks the folds, and
+reads the outputs back with mmemo's own readers.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import fake_corpora as fake
+import pytest
+import soundfile
+
+from mmemo.data.corpora import (
+    CORPORA,
+    CorpusLayoutError,
+    available_corpora,
+    get_adapter,
+    prepare_corpus,
+)
+from mmemo.data.corpora.fold_rule import plan_folds, speaker_groups
+from mmemo.data.corpora.meld import fix_text
+from mmemo.data.folds import available_folds, fold_files, read_fold, read_stm_speakers
+from mmemo.data.labels import LabelMap, load_label_map_file
+from mmemo.data.manifest import ManifestError, Utterance, read_manifest
+
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def manifest_by_key(out: Path) -> dict[str, Utterance]:
+    return {u.key: u for u in read_manifest(out / "manifest.jsonl")}
+
+
+def fold_splits(out: Path, k: int) -> dict[str, list[Utterance]]:
+    return {split: read_manifest(path) for split, path in fold_files(out, k).items()}
+
+
+def check_outputs(out: Path, summary, *, speaker_independent: bool = True) -> list[dict[str, list[Utterance]]]:
+    """Every fold reads back; folds cover the manifest; speaker independence as claimed; no '..' paths."""
+    manifest = manifest_by_key(out)
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["status"] == "complete" and meta["speaker_independent"] is speaker_independent
+    assert summary.speaker_independent is speaker_independent
+    assert meta["counts"]["total"] == len(manifest) == summary.total
+    assert available_folds(out) == list(range(1, summary.n_folds + 1))
+    label_map = LabelMap.build(out / "label_map.json")
+    folds = []
+    for k in available_folds(out):
+        splits = fold_splits(out, k)
+        keys = [u.key for us in splits.values() for u in us]
+        assert sorted(keys) == sorted(manifest), f"fold {k} does not partition the manifest"
+        test_speakers = {u.speaker for u in splits["test"]}
+        other = {u.speaker for s in ("train", "valid") for u in splits.get(s, [])}
+        assert bool(test_speakers & other) is (not speaker_independent)
+        if speaker_independent:
+            read = read_fold(out, k)
+            assert {u.key for u in read.test} == {u.key for u in splits["test"]}
+        for us in splits.values():
+            label_map.apply(us)  # every label is known to label_map.json
+        folds.append(splits)
+    for u in manifest.values():
+        assert Path(u.wav).is_absolute() or ".." not in Path(u.wav).parts
+        assert (out / u.wav).is_file() if not Path(u.wav).is_absolute() else Path(u.wav).is_file()
+        assert u.length and u.length > 0
+    assert (out / "README.md").read_text().startswith("# ")
+    return folds
+
+
+def test_groups(folds) -> list[list[str]]:
+    return [sorted({u.speaker for u in f["test"]}) for f in folds]
+
+
+test_groups.__test__ = False  # a helper, not a test
+
+
+# --------------------------------------------------------------------------- registry and errors
+
+
+def test_registry_knows_every_corpus_and_names_them_on_error(tmp_path):
+    assert available_corpora() == ["cremad", "emobox", "emodb", "esd", "iemocap", "meld", "ravdess"]
+    assert get_adapter("CREMA-D") is CORPORA["cremad"]
+    with pytest.raises(ValueError, match="unknown corpus 'msp'.*cremad, emobox, emodb, esd, iemocap, meld, ravdess"):
+        prepare_corpus("msp", tmp_path, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name, expected, source", [
+    ("iemocap", "Session1/dialog/EmoEvaluation", "sail.usc.edu/iemocap"),
+    ("meld", "train_sent_emo.csv", "affective-meld.github.io"),
+    ("ravdess", "Actor_01", "zenodo.org/records/1188976"),
+    ("cremad", "AudioWAV", "github.com/CheyneyComputerScience/CREMA-D"),
+    ("emodb", "wav", "emodb.bilderbar.info"),
+    ("esd", "0001/", "hltsingapore.github.io/ESD"),
+    ("emobox", "fold_1", "github.com/emo-box/EmoBox"),
+])
+def test_a_root_that_is_not_the_corpus_says_what_is_missing_and_where_to_get_it(tmp_path, name, expected, source):
+    raw = tmp_path / "raw"
+    (raw / "something_else").mkdir(parents=True)
+    with pytest.raises(CorpusLayoutError) as error:
+        prepare_corpus(name, raw, tmp_path / "out")
+    assert expected in str(error.value) and source in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_are_checked_and_coerced_from_strings(tmp_path):
+    root, truth = fake.build_ravdess(tmp_path, actors=4)
+    with pytest.raises(ValueError, match="unknown option.*'subset'.*its options are: folds, merge_calm"):
+        prepare_corpus("ravdess", root, tmp_path / "out", subset="full")
+    with pytest.raises(ValueError, match="'folds' must be one of emobox, speakers, loso"):
+        prepare_corpus("ravdess", root, tmp_path / "out", folds="session")
+    with pytest.raises(ValueError, match="takes true or false"):
+        prepare_corpus("ravdess", root, tmp_path / "out", merge_calm="maybe")
+    summary = prepare_corpus("ravdess", root, tmp_path / "out", merge_calm="true")  # as typed on a command line
+    assert summary.options == {"merge_calm": True, "folds": "emobox"}
+    assert "calm" not in summary.classes
+
+
+def test_out_must_be_empty_or_an_earlier_prepare_of_the_same_corpus(tmp_path):
+    root, _ = fake.build_ravdess(tmp_path, actors=5)
+    with pytest.raises(FileExistsError, match="must differ from --root"):
+        prepare_corpus("ravdess", root, root)
+    foreign = tmp_path / "foreign"
+    (foreign / "fold_1").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="did not write"):
+        prepare_corpus("ravdess", root, foreign)
+    out = tmp_path / "out"
+    assert prepare_corpus("ravdess", root, out).n_folds == 5          # 5 speakers: leave-one-out
+    assert prepare_corpus("ravdess", root, out, folds="emobox").n_folds == 5
+    emodb_root, _ = fake.build_emodb(tmp_path)
+    with pytest.raises(FileExistsError, match="holds a prepared 'ravdess' corpus"):
+        prepare_corpus("emodb", emodb_root, out)
+
+
+# --------------------------------------------------------------------------- the EmoBox fold rule
+
+
+def _utterances(per_speaker: dict[str, Counter]) -> list[Utterance]:
+    return [Utterance(key=f"{s}_{emo}_{i}", wav=f"/x/{s}_{emo}_{i}.wav", emo=emo, speaker=s)
+            for s, counts in per_speaker.items() for emo, n in counts.items() for i in range(n)]
+
+
+def test_emobox_rule_branches():
+    label = lambda u: u.emo  # noqa: E731
+    balanced = Counter({"ang": 4, "hap": 4, "neu": 8})
+    three = plan_folds(_utterances({s: balanced for s in "abc"}), "emobox", label)
+    assert len(three.folds) == 1 and not three.speaker_independent
+    assert Counter(u.emo for u in three.folds[0]["test"]) == {"ang": 3, "hap": 3, "neu": 6}  # floor(25%)
+    five = plan_folds(_utterances({s: balanced for s in "abcde"}), "emobox", label)
+    assert five.speaker_independent and five.test_groups == [["a"], ["b"], ["c"], ["d"], ["e"]]
+    nine = plan_folds(_utterances({s: balanced for s in "abcdefghi"}), "emobox", label)
+    assert nine.test_groups == [["a", "c", "e", "g", "i"], ["b", "d", "f", "h"]]  # 9 // 4 = 2, dealt by id
+    uneven = {s: balanced for s in "abcdefghi"} | {"i": Counter({"ang": 4, "hap": 3, "neu": 8})}
+    one = plan_folds(_utterances(uneven), "emobox", label)
+    assert len(one.folds) == 1 and "differs between speakers" in one.description
+    assert Counter(u.emo for u in one.folds[0]["test"]) == {"ang": 9, "hap": 8, "neu": 18}
+    again = plan_folds(list(reversed(_utterances(uneven))), "emobox", label)
+    assert {u.key for u in again.folds[0]["test"]} == {u.key for u in one.folds[0]["test"]}
+    assert plan_folds(_utterances(uneven), "speakers", label).test_groups == nine.test_groups
+    assert speaker_groups(["m1", "f1", "m2", "f2"], 2, {"m1": "M", "m2": "M", "f1": "F", "f2": "F"}) == \
+        [["f1", "m1"], ["f2", "m2"]]
+    with pytest.raises(ValueError, match="at least 4 speakers"):
+        plan_folds(_utterances({s: balanced for s in "abc"}), "speakers", label)
+
+
+def test_emobox_rule_reproduces_emobox_splits_for_cremad_and_ravdess(emobox_dir):
+    for name, test_counts in (("cremad", [1856]), ("ravdess", [240] * 6)):
+        utterances = read_manifest(emobox_dir / name / f"{name}.jsonl")
+        speakers = read_stm_speakers(emobox_dir / name / "data.seg.wrd.stm")
+        for u in utterances:
+            u.speaker = speakers[u.key]
+        plan = plan_folds(utterances, "emobox", lambda u: u.emo)
+        assert [len(f["test"]) for f in plan.folds] == test_counts
+        emobox_test = Counter(u.emo for u in read_manifest(fold_files(emobox_dir / name, 1)["test"]))
+        if name == "cremad":  # the same per-class test sizes as EmoBox's own CREMA-D fold
+            assert Counter(u.emo for u in plan.folds[0]["test"]) == emobox_test
+            assert not plan.speaker_independent
+        else:
+            assert plan.speaker_independent and all(len(g) == 4 for g in plan.test_groups)
+
+
+# --------------------------------------------------------------------------- IEMOCAP
+
+
+def test_iemocap_four_class_session_folds(tmp_path):
+    root, truth = fake.build_iemocap(tmp_path)
+    out = tmp_path / "out"
+    summary = prepare_corpus("iemocap", root.parent, out)  # the folder holding IEMOCAP_full_release works too
+    expected = {k: t for k, t in truth.items() if t["emo"] in ("ang", "hap", "exc", "neu", "sad")
+                and k != fake.IEMOCAP_MISSING_WAV}
+    manifest = manifest_by_key(out)
+    assert sorted(manifest) == sorted(expected)
+    for key, u in manifest.items():
+        t = expected[key]
+        assert (u.emo, u.text, u.speaker, u.session, u.gender) == (t["emo"], t["text"], t["speaker"],
+                                                                   t["session"], t["gender"])
+        assert u.extra["vad"] == t["vad"] and u.extra["improvised"] is t["improvised"]
+        assert u.length == pytest.approx(t["length"])
+        assert u.wav == str(root / t["session"] / "sentences" / "wav" / key.rsplit("_", 1)[0] / f"{key}.wav")
+    assert json.loads((out / "label_map.json").read_text()) == {"ang": "ang", "exc": "hap", "hap": "hap",
+                                                                "neu": "neu", "sad": "sad"}
+    merged = Counter({"ang": "ang", "exc": "hap", "hap": "hap", "neu": "neu", "sad": "sad"}[t["emo"]]
+                     for t in expected.values())
+    assert summary.class_counts == dict(merged) and summary.classes == ["ang", "hap", "neu", "sad"]
+    folds = check_outputs(out, summary)
+    assert test_groups(folds) == [[f"Ses0{n}F", f"Ses0{n}M"] for n in range(1, 6)]
+    assert [len(f["test"]) for f in folds] == [8, 7, 8, 8, 8]  # session 2 lost its missing WAV
+    failures = (out / "prepare_failures.tsv").read_text().splitlines()
+    assert len(failures) == 2 and failures[1].startswith(f"{fake.IEMOCAP_MISSING_WAV}\t")
+    assert "audio file not found" in failures[1] and "Ses02M_script01_1.txt:" in failures[1]
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["options"] == {"subset": "four_class", "improvised_only": False, "folds": "session"}
+    assert meta["counts"]["folds"]["2"]["test"] == summary.fold_counts[1]["test"]
+
+
+def test_iemocap_full_subset_improvised_only_and_speaker_folds(tmp_path):
+    root, truth = fake.build_iemocap(tmp_path)
+    summary = prepare_corpus("iemocap", root, tmp_path / "full", subset="full")
+    expected = {k for k in truth if k != fake.IEMOCAP_MISSING_WAV}
+    assert set(manifest_by_key(tmp_path / "full")) == expected
+    labels = json.loads((tmp_path / "full" / "label_map.json").read_text())
+    assert labels == {e: e for e in ("ang", "exc", "fru", "hap", "neu", "sad", "sur", "xxx")}
+    assert summary.raw_counts == dict(Counter(truth[k]["emo"] for k in expected))
+
+    summary = prepare_corpus("iemocap", root, tmp_path / "impro", improvised_only="true", folds="speaker")
+    manifest = manifest_by_key(tmp_path / "impro")
+    assert set(manifest) == {k for k, t in truth.items() if t["improvised"] and t["emo"] in
+                             ("ang", "hap", "exc", "neu", "sad")}
+    assert all("_impro" in k for k in manifest)
+    folds = check_outputs(tmp_path / "impro", summary)
+    assert test_groups(folds) == [[f"Ses0{n}{g}"] for n in range(1, 6) for g in "FM"]
+    assert summary.n_folds == 10
+
+
+def test_iemocap_malformed_label_line_is_reported_with_file_and_line(tmp_path):
+    root, _ = fake.build_iemocap(tmp_path)
+    path = root / "Session3" / "dialog" / "EmoEvaluation" / "Ses03F_impro01.txt"
+    lines = path.read_text().splitlines()
+    lines[2] = "[6.2901 - 8.2357]\tSes03F_impro01_F000\tneu"            # the V, A, D part is missing
+    lines[9] = lines[9].replace("\tang\t", "\tanger\t")                    # not an IEMOCAP label
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError) as error:
+        prepare_corpus("iemocap", root, tmp_path / "out")
+    message = str(error.value)
+    assert f"{path}:3: malformed evaluation line" in message
+    assert f"{path}:10: unknown label 'anger'" in message
+    assert "2 manifest problems" in message
+
+
+# --------------------------------------------------------------------------- MELD
+
+
+@pytest.fixture(scope="module")
+def meld_tree(tmp_path_factory):
+    return fake.build_meld(tmp_path_factory.mktemp("meld"))
+
+
+def test_meld_official_split_converted_audio_and_text(meld_tree, tmp_path):
+    root, truth = meld_tree
+    out = tmp_path / "out"
+    summary = prepare_corpus("meld", root, out, jobs=2)
+    left_out = {f"dia{d}_utt{u}-{s}" for s, d, u in (fake.MELD_MISSING, fake.MELD_CORRUPT)}
+    manifest = manifest_by_key(out)
+    assert sorted(manifest) == sorted(set(truth) - left_out)
+    for key, u in manifest.items():
+        t = truth[key]
+        assert (u.emo, u.text, u.speaker, u.extra["sentiment"], u.extra["split"]) == \
+            (t["emo"], t["text"], t["speaker"], t["sentiment"], t["split"])
+        assert u.wav == f"wav/{t['split']}/{key.rsplit('-', 1)[0]}.wav"
+        info = soundfile.info(str(out / u.wav))
+        assert (info.samplerate, info.channels, info.subtype) == (16_000, 1, "PCM_16")
+        assert u.length == pytest.approx(info.duration) and 0.25 < u.length < 0.45
+    assert manifest["dia0_utt1-train"].text == "You must’ve had your hands full."   # Windows-1252 CSV
+    assert manifest["dia0_utt0-dev"].text == "Oh my God, that’s so sweet…"         # C1 mojibake
+    assert manifest["dia1_utt0-test"].text == "I’m scared, okay?"                  # UTF-8 read as 1252
+    folds = check_outputs(out, summary, speaker_independent=False)
+    assert len(folds) == 1 and set(folds[0]) == {"train", "valid", "test"}
+    assert {u.key for u in folds[0]["valid"]} == {k for k in manifest if k.endswith("-dev")}
+    assert {u.key for u in folds[0]["test"]} == {k for k in manifest if k.endswith("-test")}
+    meta = json.loads((out / "corpus.json").read_text())
+    assert "official" in meta["speaker_independent_reason"] and meta["speaker_overlap"] == ["Chandler", "Rachel"]
+    assert meta["audio_conversion"] == {"converted": 9, "reused": 0, "failed": 1}
+    rows = [line.split("\t") for line in (out / "prepare_failures.tsv").read_text().splitlines()[1:]]
+    by_key = {r[0]: r for r in rows}
+    assert set(by_key) == left_out
+    missing = by_key["dia1_utt1-train"]
+    assert missing[3] == "clip not found" and missing[4] == f"{truth['dia1_utt1-train']['csv']}:5"
+    assert "ffmpeg could not read it" in by_key["dia0_utt1-dev"][3]
+    assert summary.class_counts["joy"] == 2 and summary.classes == list(
+        ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"))
+
+    before = {p: p.stat().st_mtime_ns for p in (out / "wav").rglob("*.wav")}
+    again = prepare_corpus("meld", root, out, label="sentiment")   # a rerun reuses the converted clips
+    assert json.loads((out / "corpus.json").read_text())["audio_conversion"] == {
+        "converted": 0, "reused": 9, "failed": 1}
+    assert {p: p.stat().st_mtime_ns for p in (out / "wav").rglob("*.wav")} == before
+    assert again.classes == ["negative", "neutral", "positive"]
+    assert {k: u.emo for k, u in manifest_by_key(out).items()} == {k: truth[k]["sentiment"] for k in manifest}
+
+
+def test_meld_malformed_csv_row_is_reported_with_file_and_line(meld_tree, tmp_path):
+    root = tmp_path / "MELD.Raw"
+    shutil.copytree(meld_tree[0], root)
+    rows = list(fake.MELD_ROWS["dev"])
+    rows[1] = ("Get out!", "Ross", "angry", "negative", 0, 1)   # MELD says "anger"
+    rows[2] = ("Eww.", "Monica", "disgust", "negative", "one", 0)
+    (root / "dev_sent_emo.csv").write_bytes(fake.meld_csv_text("dev", rows).encode("utf-8"))
+    with pytest.raises(ManifestError) as error:
+        prepare_corpus("meld", root, tmp_path / "out")
+    csv_path = root / "dev_sent_emo.csv"
+    assert f"{csv_path}:3: unknown Emotion 'angry'" in str(error.value)
+    assert f"{csv_path}:4: Dialogue_ID/Utterance_ID must be integers" in str(error.value)
+
+
+def test_meld_text_repair():
+    assert fix_text("It\x92s") == "It’s"
+    assert fix_text("Itâ€™s â€” fine") == "It’s — fine"
+    assert fix_text("  café  ") == "café"
+
+
+# --------------------------------------------------------------------------- RAVDESS
+
+
+def test_ravdess_speech_files_labels_texts_and_emobox_folds(tmp_path):
+    root, truth = fake.build_ravdess(tmp_path)
+    out = tmp_path / "out"
+    summary = prepare_corpus("ravdess", tmp_path, out)   # the folder above Actor_* is found too
+    manifest = manifest_by_key(out)
+    assert sorted(manifest) == sorted(truth)              # song and hidden files are ignored
+    for key, u in manifest.items():
+        t = truth[key]
+        assert (u.emo, u.text, u.speaker, u.gender, u.lang) == (t["emo"], t["text"], t["speaker"],
+                                                                t["gender"], "en")
+        assert u.wav == str(root / f"Actor_{t['speaker']}" / f"{key}.wav")
+    folds = check_outputs(out, summary)
+    # 24 balanced actors -> 24 // 4 = 6 folds; sorted by (gender, id) and dealt: 2 women + 2 men each
+    assert test_groups(folds) == [sorted([f"{2 * k - 1:02d}", f"{2 * k:02d}", f"{2 * k + 11:02d}",
+                                          f"{2 * k + 12:02d}"]) for k in range(1, 7)]
+    assert summary.class_counts == {e: 24 for e in fake.RAVDESS_EMOTIONS.values()}
+    assert "no emotion signal" in (out / "README.md").read_text()
+
+    merged = prepare_corpus("ravdess", root, tmp_path / "merged", merge_calm=True, folds="loso")
+    assert merged.classes == sorted(set(fake.RAVDESS_EMOTIONS.values()) - {"calm"})
+    assert merged.class_counts["neutral"] == 48 and merged.n_folds == 24
+    assert json.loads((tmp_path / "merged" / "label_map.json").read_text())["calm"] == "neutral"
+
+
+def test_ravdess_badly_coded_file_name_is_reported(tmp_path):
+    root, _ = fake.build_ravdess(tmp_path, actors=4)
+    bad = fake.write_wav(root / "Actor_02" / "03-01-09-01-01-01-02.wav")
+    wrong_actor = fake.write_wav(root / "Actor_03" / "03-01-01-01-01-02-04.wav")
+    with pytest.raises(ManifestError) as error:
+        prepare_corpus("ravdess", root, tmp_path / "out")
+    assert f"{bad}: emotion code 09 is not 01-08" in str(error.value)
+    assert f"{wrong_actor}: actor 04 in the name but the file is in Actor_03" in str(error.value)
+
+
+# --------------------------------------------------------------------------- CREMA-D
+
+
+def test_cremad_default_matches_emobox_single_stratified_fold(tmp_path):
+    root, truth = fake.build_cremad(tmp_path)
+    out = tmp_path / "out"
+    summary = prepare_corpus("cremad", root, out)
+    manifest = manifest_by_key(out)
+    assert sorted(manifest) == sorted(truth)
+    for key, u in manifest.items():
+        t = truth[key]
+        assert (u.emo, u.text, u.speaker, u.gender) == (t["emo"], t["text"], t["speaker"], t["gender"])
+        assert u.extra["sentence"] == key.split("_")[1]
+    folds = check_outputs(out, summary, speaker_independent=False)
+    per_class = Counter(t["emo"] for t in truth.values())
+    assert len(folds) == 1
+    assert Counter(u.emo for u in folds[0]["test"]) == {e: n // 4 for e, n in per_class.items()}
+    assert "one fold with floor(25%)" in summary.protocol
+    first = (out / "fold_1" / "cremad_test_fold_1.jsonl").read_bytes()
+    prepare_corpus("cremad", root, out)
+    assert (out / "fold_1" / "cremad_test_fold_1.jsonl").read_bytes() == first   # deterministic
+
+
+def test_cremad_speaker_folds_and_balanced_corpus(tmp_path):
+    root, truth = fake.build_cremad(tmp_path)
+    summary = prepare_corpus("cremad", root, tmp_path / "out", folds="speakers")
+    folds = check_outputs(tmp_path / "out", summary)
+    # women 1002 1003 1004 1008, then men 1001 1005 1006 1007, dealt into 8 // 4 = 2 folds
+    assert test_groups(folds) == [["1001", "1002", "1004", "1006"], ["1003", "1005", "1007", "1008"]]
+    balanced_root, _ = fake.build_cremad(tmp_path / "balanced", balanced=True)
+    assert prepare_corpus("cremad", balanced_root, tmp_path / "out2").n_folds == 2
+
+
+# --------------------------------------------------------------------------- EmoDB
+
+
+def test_emodb_labels_texts_and_fold_schemes(tmp_path):
+    root, truth = fake.build_emodb(tmp_path)
+    summary = prepare_corpus("emodb", root, tmp_path / "rule")
+    manifest = manifest_by_key(tmp_path / "rule")
+    assert sorted(manifest) == sorted(truth)
+    for key, u in manifest.items():
+        t = truth[key]
+        assert (u.emo, u.text, u.speaker, u.gender, u.lang) == (t["emo"], t["text"], t["speaker"],
+                                                                t["gender"], "de")
+    check_outputs(tmp_path / "rule", summary, speaker_independent=False)    # unbalanced -> one stratified fold
+    assert summary.n_folds == 1
+
+    loso = prepare_corpus("emodb", root, tmp_path / "loso", folds="loso")
+    assert test_groups(check_outputs(tmp_path / "loso", loso)) == [[s] for s in sorted(fake.EMODB_SPEAKERS)]
+    two = prepare_corpus("emodb", root, tmp_path / "two", folds="speakers")
+    assert test_groups(check_outputs(tmp_path / "two", two)) == [["08", "10", "12", "13", "16"],
+                                                                 ["03", "09", "11", "14", "15"]]
+
+
+def test_emodb_unknown_speaker_is_reported(tmp_path):
+    root, _ = fake.build_emodb(tmp_path)
+    bad = fake.write_wav(root / "wav" / "99a01Wa.wav")
+    with pytest.raises(ManifestError, match=re.escape(f"{bad}: unknown speaker 99")):
+        prepare_corpus("emodb", root, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- ESD
+
+
+def test_esd_flat_layout_encodings_languages_and_folds(tmp_path):
+    root, truth = fake.build_esd(tmp_path)
+    out = tmp_path / "out"
+    summary = prepare_corpus("esd", tmp_path, out)
+    manifest = manifest_by_key(out)
+    assert sorted(manifest) == sorted(truth)
+    for key, u in manifest.items():
+        t = truth[key]
+        assert (u.emo, u.text, u.speaker, u.lang) == (t["emo"], t["text"], t["speaker"], t["lang"])
+    assert manifest["0001_000351"].text == "打远一看，它们的确很是美丽，"        # GB18030 transcript
+    folds = check_outputs(out, summary)
+    # Mandarin 0001-0010 then English 0011-0020, dealt into 20 // 4 = 5 folds: 2 + 2 per fold
+    assert test_groups(folds) == [[f"{s:04d}" for s in (k, k + 5, k + 10, k + 15)] for k in range(1, 6)]
+    assert "mismatched_transcript_emotions" in json.loads((out / "corpus.json").read_text())
+    assert not summary.notes or "disagree" not in " ".join(summary.notes)
+
+    english = prepare_corpus("esd", root, tmp_path / "en", language="en")
+    assert english.speakers == [f"{s:04d}" for s in range(11, 21)] and english.n_folds == 2
+
+
+def test_esd_split_subfolders_and_official_fold(tmp_path):
+    root, truth = fake.build_esd(tmp_path, layout="split", speakers=range(9, 13))
+    summary = prepare_corpus("esd", root, tmp_path / "official", folds="official")
+    folds = check_outputs(tmp_path / "official", summary, speaker_independent=False)
+    for split, sub in (("train", "train"), ("valid", "evaluation"), ("test", "test")):
+        assert {u.key for u in folds[0][split]} == {k for k, t in truth.items() if t["split"] == sub}
+    assert manifest_by_key(tmp_path / "official")["0009_000001"].extra["split"] == "evaluation"
+    rule = prepare_corpus("esd", root, tmp_path / "rule")          # 4 balanced speakers: leave-one-out
+    assert test_groups(check_outputs(tmp_path / "rule", rule)) == [["0009"], ["0010"], ["0011"], ["0012"]]
+    flat_root, _ = fake.build_esd(tmp_path / "flat", speakers=range(11, 15))
+    with pytest.raises(ValueError, match="folds=official needs the train/ evaluation/ test/ subfolders"):
+        prepare_corpus("esd", flat_root, tmp_path / "flat_out", folds="official")
+
+
+def test_esd_malformed_transcript_line_is_reported(tmp_path):
+    root, _ = fake.build_esd(tmp_path, speakers=range(11, 15))
+    path = root / "0012" / "0012.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[4] = "0012_000352 the emotion column and the tab are missing"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=re.escape(f"{path}:5: malformed transcript line")):
+        prepare_corpus("esd", root, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- EmoBox folders
+
+
+def _same_files(source: Path, copy: Path) -> list[str]:
+    names = [p.relative_to(source).as_posix() for p in sorted(source.rglob("*")) if p.is_file()]
+    for name in names:
+        assert filecmp.cmp(source / name, copy / name, shallow=False), name
+    return names
+
+
+def test_emobox_iemocap_copied_byte_for_byte_with_standard_counts(emobox_dir, tmp_path):
+    source = emobox_dir / "iemocap"
+    out = tmp_path / "iemocap"
+    summary = prepare_corpus("emobox", source, out, audio_root=str(tmp_path))
+    copied = _same_files(source, out)
+    assert "fold_5/iemocap_test_fold_5.jsonl" in copied and "data.seg.wrd.stm" in copied
+    label_map = LabelMap.build(load_label_map_file(out / "label_map.json"))
+    tests = []
+    for k in range(1, 6):
+        kept, targets, _ = label_map.apply(read_fold(out, k).test)   # resolves no audio
+        tests.append(Counter(label_map.classes[t] for t in targets))
+        assert len(kept) == [1085, 1023, 1151, 1031, 1241][k - 1]
+    total = sum(tests, Counter())
+    assert sum(total.values()) == 5531 and total["Happy"] == 1636
+    assert summary.total == 5531 and summary.class_counts["Happy"] == 1636 and summary.speaker_independent
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["audio_root"] == str(tmp_path) and meta["audio_missing"] == 5531
+    assert str(tmp_path) in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name, total, folds, independent", [
+    ("meld", 13706, 1, False), ("ravdess", 1440, 6, True), ("cremad", 7442, 1, False)])
+def test_emobox_other_datasets(emobox_dir, tmp_path, name, total, folds, independent):
+    out = tmp_path / name
+    summary = prepare_corpus("emobox", emobox_dir / name, out)
+    _same_files(emobox_dir / name, out)
+    assert (summary.total, summary.n_folds, summary.speaker_independent) == (total, folds, independent)
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["speaker_independent"] is independent and meta["dataset"] == name
+    assert ("valid" in summary.fold_counts[0]) is (name == "meld")
+
+
+def test_emobox_malformed_line_is_reported(emobox_dir, tmp_path):
+    source = tmp_path / "ravdess"
+    shutil.copytree(emobox_dir / "ravdess", source)
+    for path in source.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    labelled = source / "fold_1" / "ravdess_test_fold_1.jsonl"
+    lines = labelled.read_text().splitlines()
+    row = json.loads(lines[6])
+    row["emo"] = "Gloomy"
+    lines[6] = json.dumps(row)
+    labelled.write_text("\n".join(lines) + "\n")
+    broken = source / "fold_2" / "ravdess_test_fold_2.jsonl"
+    lines = broken.read_text().splitlines()
+    lines[9] = "{not json"
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError) as error:
+        prepare_corpus("emobox", source, tmp_path / "out")
+    assert f"{broken}:10: bad JSON" in str(error.value)
+    assert f"{labelled}:7: label 'Gloomy' is not in label_map.json" in str(error.value)
+    assert not (tmp_path / "out").exists()
