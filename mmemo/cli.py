@@ -84,10 +84,47 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 def cmd_data_check(args: argparse.Namespace) -> None:
     from mmemo.data.check import check_corpus
 
-    report = check_corpus(args.root, folds=args.fold, audio=not args.no_audio, audio_root=args.audio_root)
+    report = check_corpus(args.root, folds=args.fold, audio=not args.no_audio, audio_root=args.audio_root,
+                          allow_speaker_overlap=True if args.allow_speaker_overlap else None)
     print(report.render())
     if not report.ok:
         sys.exit(1)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from mmemo.data.corpora import prepare_corpus
+
+    summary = prepare_corpus(args.corpus, args.root, args.out, **_option_pairs(args.options))
+    print(summary.render())
+
+
+def _option_pairs(tokens: list[str]) -> dict[str, str]:
+    """``--subset full --improvised-only true`` -> {"subset": "full", "improvised_only": "true"}."""
+    options: dict[str, str] = {}
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if not token.startswith("--"):
+            raise ValueError(f"expected an option like --name value, got {token!r}")
+        name, _, value = token[2:].partition("=")
+        if not value:
+            if index + 1 >= len(tokens) or tokens[index + 1].startswith("--"):
+                raise ValueError(f"option {token} needs a value")
+            index += 1
+            value = tokens[index]
+        options[name.replace("-", "_")] = value
+        index += 1
+    return options
+
+
+def _corpus_options_help() -> str:
+    from mmemo.data.corpora import CORPORA
+
+    lines = ["corpus options:"]
+    for name, adapter in sorted(CORPORA.items()):
+        lines.append(f"  {name}:")
+        lines += [f"    {option.describe()}" for option in adapter.options] or ["    (none)"]
+    return "\n".join(lines)
 
 
 def cmd_data_folds(args: argparse.Namespace) -> None:
@@ -136,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fold", type=int, action="append", help="only these folds (repeatable)")
     check.add_argument("--no-audio", action="store_true", help="skip the audio files (metadata only)")
     check.add_argument("--audio-root", default=None, help="where relative wav paths point (default: ROOT)")
+    check.add_argument("--allow-speaker-overlap", action="store_true",
+                       help="report test speakers in training as a warning (official speaker-dependent splits)")
+
+    prepare = data.add_parser("prepare", help="read a corpus from its original layout into an mmemo folder",
+                              epilog=_corpus_options_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    prepare.add_argument("corpus", help="iemocap, meld, ravdess, cremad, emodb, esd or emobox")
+    prepare.add_argument("--root", required=True, help="the corpus as distributed (see docs/corpora.md)")
+    prepare.add_argument("--out", required=True, help="where to write manifest, folds and label map")
 
     folds = data.add_parser("folds", help="write speaker-independent folds for a manifest.jsonl")
     folds.add_argument("manifest")
@@ -152,14 +197,19 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in ("train", "eval", "extract"):
         {"train": cmd_train, "eval": cmd_eval, "extract": cmd_extract}[argv[0]](argv[1:])
         return
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if getattr(args, "data_command", None) == "prepare":
+        args.options = extras
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     log.addHandler(handler)  # only mmemo's own loggers; Lightning prints its own messages
     log.setLevel(logging.INFO)
     log.propagate = False
     handlers = {"demo": cmd_demo, ("data", "synth"): cmd_data_synth, ("data", "check"): cmd_data_check,
-                ("data", "folds"): cmd_data_folds}
+                ("data", "prepare"): cmd_data_prepare, ("data", "folds"): cmd_data_folds}
     key = args.command if args.command != "data" else ("data", args.data_command)
     try:
         handlers[key](args)

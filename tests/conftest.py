@@ -68,12 +68,54 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     return folder
 
 
+TINY_SPECTRAL = ["++model.speech.dim=32", "++model.speech.ff_dim=64", "++model.speech.transformer_layers=1",
+                 "++model.speech.heads=2"]
+
+
 @pytest.fixture
-def tiny_overrides(tiny_corpus, tiny_bert_dir, tmp_path) -> list[str]:
-    """Hydra overrides that make any training config run in seconds on the tiny fixtures."""
+def tiny_base_overrides(tiny_corpus, tiny_bert_dir, tmp_path) -> list[str]:
+    """Data, text encoder, logging and paths for the tiny fixtures (no speech-encoder options)."""
     return [
         f"data.root={tiny_corpus}", "data.synthesize_if_missing=false", "data.batch_size=8",
-        f"++model.text.path={tiny_bert_dir}", "++model.speech.dim=32", "++model.speech.ff_dim=64",
-        "++model.speech.transformer_layers=1", "++model.speech.heads=2", "logger=csv",
-        "callbacks.progress_bar.refresh_rate=0", f"paths.root_dir={tmp_path}",
+        f"++model.text.path={tiny_bert_dir}", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
+        f"paths.root_dir={tmp_path}",
     ]
+
+
+@pytest.fixture
+def tiny_overrides(tiny_base_overrides) -> list[str]:
+    """Hydra overrides that make the default (spectral + text) config run in seconds on the fixtures."""
+    return [*tiny_base_overrides, *TINY_SPECTRAL]
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_pt(tmp_path_factory) -> Path:
+    """A random-weight openai-whisper model (3 encoder layers, 32-d) saved as openai-whisper saves it."""
+    from dataclasses import asdict
+
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=3,
+                           n_vocab=51864, n_text_ctx=16, n_text_state=32, n_text_head=2, n_text_layer=1)
+    torch.manual_seed(0)
+    model = Whisper(dims)
+    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)  # torch.empty otherwise (may hold NaN)
+    path = tmp_path_factory.mktemp("whisper") / "tiny.pt"
+    torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def emobox_dir(tmp_path_factory) -> Path:
+    """The real EmoBox split files (metadata only) for IEMOCAP, MELD, RAVDESS and CREMA-D.
+
+    They are committed compressed (tests/data/emobox.tar.xz, 0.5 MB, EmoBox's MIT-licensed
+    metadata, unmodified) so the tests read the files exactly as EmoBox ships them on any machine.
+    """
+    import tarfile
+
+    target = tmp_path_factory.mktemp("emobox_data")
+    with tarfile.open(Path(__file__).parent / "data" / "emobox.tar.xz") as archive:
+        archive.extractall(target, filter="data")
+    return target / "emobox"

@@ -29,6 +29,7 @@ class FoldReport:
     classes: dict[str, dict[str, int]] = field(default_factory=dict)
     with_text: int = 0
     valid_origin: str = ""
+    warnings: list[str] = field(default_factory=list)
     skipped: list[tuple] = field(default_factory=list)
     error: str | None = None
 
@@ -53,9 +54,10 @@ class CheckReport:
             for split, counts in report.classes.items():
                 speakers = report.speakers[split]
                 shown = ", ".join(speakers[:8]) + (" ..." if len(speakers) > 8 else "")
-                lines.append(f"  {split:5s} {dict(counts)}  speakers ({len(speakers)}): {shown}")
+                lines.append(f"  {split:5s} {dict(sorted(counts.items()))}  speakers ({len(speakers)}): {shown}")
             total = sum(report.sizes.values())
             lines.append(f"  transcripts: {report.with_text}/{total}")
+            lines += [f"  warning: {warning}" for warning in report.warnings]
             for split, key, path, reason in report.skipped:
                 lines.append(f"  bad audio [{split}] {key} ({path}): {reason}")
         lines.append("OK" if self.ok else "PROBLEMS FOUND")
@@ -63,7 +65,7 @@ class CheckReport:
 
 
 def check_corpus(root: str | Path, *, folds: list[int] | None = None, audio: bool = True,
-                 audio_root: str | None = None) -> CheckReport:
+                 audio_root: str | None = None, allow_speaker_overlap: bool | None = None) -> CheckReport:
     """Validate every fold (or the given ones) as a training run would, collecting findings."""
     root = Path(root)
     numbers = folds or available_folds(root)
@@ -74,7 +76,8 @@ def check_corpus(root: str | Path, *, folds: list[int] | None = None, audio: boo
         for number in numbers:
             report = FoldReport(number)
             module = EmotionDataModule(str(root), number, audio_root=audio_root, use_audio=audio, use_text=False,
-                                       on_bad_audio="skip", audio_memory_gb=0, output_dir=scratch)
+                                       on_bad_audio="skip", audio_memory_gb=0, output_dir=scratch,
+                                       allow_speaker_overlap=allow_speaker_overlap)
             try:
                 module.setup()
             except (ValueError, FileNotFoundError) as error:
@@ -88,6 +91,7 @@ def check_corpus(root: str | Path, *, folds: list[int] | None = None, audio: boo
                 report.classes[split] = Counter(module.classes[e.label] for e in dataset.examples)
                 report.with_text += sum(bool((u.text or "").strip()) for u in utterances)
             report.valid_origin = module.splits.valid_origin
+            report.warnings = list(module.splits.warnings)
             report.skipped = list(module.skipped)
             reports.append(report)
     return CheckReport(root, reports)

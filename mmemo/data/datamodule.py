@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from mmemo.data.audio import AudioError, UnusableAudioError, load_audio
 from mmemo.data.folds import Splits, read_fold
 from mmemo.data.labels import LabelMap
+from mmemo.data.leakage import check_duplicate_audio
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues, resolve_audio_paths
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class EmotionDataModule(L.LightningDataModule):
         valid_fraction: float = 0.2,
         valid_from: str = "speakers",
         split_seed: int = 0,
+        allow_speaker_overlap: bool | None = None,
         max_seconds: float | None = 30.0,
         crop: str = "start",
         on_bad_audio: str = "error",
@@ -171,6 +173,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.valid_fraction = valid_fraction
         self.valid_from = valid_from
         self.split_seed = split_seed
+        self.allow_speaker_overlap = allow_speaker_overlap
         self.max_seconds = max_seconds
         self.crop = crop
         self.on_bad_audio = on_bad_audio
@@ -219,8 +222,9 @@ class EmotionDataModule(L.LightningDataModule):
         if self._is_set_up:
             return
         self.prepare_data()
+        overlap = None if self.allow_speaker_overlap is None else ("warn" if self.allow_speaker_overlap else "error")
         splits = read_fold(self.root, self.fold, valid_fraction=self.valid_fraction,
-                           valid_from=self.valid_from, seed=self.split_seed)
+                           valid_from=self.valid_from, seed=self.split_seed, speaker_overlap=overlap)
         label_map_spec = self.label_map_spec
         if label_map_spec is None and (self.root / "label_map.json").is_file():
             label_map_spec = self.root / "label_map.json"
@@ -240,6 +244,8 @@ class EmotionDataModule(L.LightningDataModule):
             self._check_transcripts(labelled)
         if self.use_audio:
             resolve_audio_paths([u for us, _ in labelled.values() for u in us], self.audio_root)
+            duplicates = check_duplicate_audio({split: us for split, (us, _) in labelled.items()})
+            duplicates.raise_errors()
         self.splits = splits
         self.fingerprint = self._fingerprint(splits)
         examples = {split: [Example(u, t) for u, t in zip(*pair)] for split, pair in labelled.items()}

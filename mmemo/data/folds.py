@@ -13,6 +13,7 @@ speaker-independent as the test.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -21,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues, read_manifest, write_manifest
+from mmemo.data.leakage import check_splits
+from mmemo.data.manifest import Utterance, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class Splits:
     test: list[Utterance]
     files: dict[str, Path] = field(default_factory=dict)
     valid_origin: str = "file"
+    warnings: list[str] = field(default_factory=list)
 
     def items(self):
         return (("train", self.train), ("valid", self.valid), ("test", self.test))
@@ -88,8 +91,14 @@ def read_fold(
     valid_fraction: float = 0.2,
     valid_from: str = "speakers",
     seed: int = 0,
+    speaker_overlap: str | None = None,
 ) -> Splits:
-    """Read one fold, fill speakers from the stm file if needed, and ensure a validation split."""
+    """Read one fold, fill speakers from the stm file if needed, and ensure a validation split.
+
+    ``speaker_overlap`` (``error``/``warn``) defaults to the corpus's declared
+    protocol: ``warn`` when its ``corpus.json`` says ``speaker_independent: false``
+    (an official speaker-dependent split such as MELD's), else ``error``.
+    """
     root = Path(root)
     files = fold_files(root, fold)
     parts = {split: read_manifest(path) for split, path in files.items()}
@@ -99,14 +108,44 @@ def read_fold(
         for utterances in parts.values():
             for utterance in utterances:
                 if utterance.speaker is None:
-                    utterance.speaker = speakers.get(utterance.key)
+                    utterance.speaker = speaker_from_key(utterance.key) or speakers.get(utterance.key)
     splits = Splits(parts["train"], parts.get("valid", []), parts["test"], files=files)
     if "valid" not in parts:
         splits.train, splits.valid, splits.valid_origin = carve_validation(
             splits.train, fraction=valid_fraction, by=valid_from, seed=seed
         )
-    check_disjoint(splits)
+    report = check_splits(dict(splits.items()), speaker_overlap=speaker_overlap or declared_overlap_policy(root))
+    report.raise_errors()
+    report.log_warnings()
+    splits.warnings = report.warnings
     return splits
+
+
+_IEMOCAP_UTTERANCE = re.compile(r"(?:iemocap-)?Ses(\d\d)[FM]_\w+?_([FM])\d+$")
+
+
+def speaker_from_key(key: str) -> str | None:
+    """The speaker encoded in a known corpus's utterance id, when the id says it.
+
+    EmoBox's IEMOCAP ``data.seg.wrd.stm`` tags every utterance with its *dialog's*
+    prefix (``spk=Ses01F`` also for ``Ses01F_impro04_M000``, spoken by the male
+    actor), which would put one actor in two "speakers". The utterance id's last
+    part names the actual speaker's gender: ``Ses01F_impro04_M000`` -> ``Ses01M``.
+    """
+    match = _IEMOCAP_UTTERANCE.match(key)
+    return f"Ses{match.group(1)}{match.group(2)}" if match else None
+
+
+def declared_overlap_policy(root: Path) -> str:
+    """``warn`` for corpora whose corpus.json declares an official speaker-dependent protocol."""
+    info = root / "corpus.json"
+    if info.is_file():
+        try:
+            if json.loads(info.read_text(encoding="utf-8")).get("speaker_independent") is False:
+                return "warn"
+        except json.JSONDecodeError:
+            log.warning("%s is not valid JSON; assuming a speaker-independent protocol", info)
+    return "error"
 
 
 def carve_validation(
@@ -157,27 +196,6 @@ def carve_validation(
         rest = [u for u in train if u.key not in valid_keys]
         return rest, valid, f"{fraction:.0%} of training utterances (speaker-dependent)"
     raise ValueError(f"data.valid_from must be 'speakers' or 'utterances', got {by!r}")
-
-
-def check_disjoint(splits: Splits) -> None:
-    """Refuse a fold whose splits share utterance keys or (when known) test speakers."""
-    issues: list[Issue] = []
-    seen: dict[str, str] = {}
-    for split, utterances in splits.items():
-        for utterance in utterances:
-            other = seen.get(utterance.key)
-            if other is not None and other != split:
-                issues.append(Issue(utterance.source or Source("<memory>", 0),
-                                    f"key {utterance.key!r} is in both {other} and {split}"))
-            seen[utterance.key] = split
-    test_speakers = {u.speaker for u in splits.test if u.speaker}
-    for split in ("train", "valid"):
-        for utterance in getattr(splits, split):
-            if utterance.speaker and utterance.speaker in test_speakers:
-                issues.append(Issue(utterance.source or Source("<memory>", 0),
-                                    f"speaker {utterance.speaker!r} is in both {split} and test"))
-    raise_if_issues(issues, hint="A fold's splits must not share utterances, and test speakers "
-                                 "must not appear in train or valid (speaker-independent folds).")
 
 
 def make_speaker_folds(

@@ -17,10 +17,10 @@ LABELS = ("ang", "hap", "neu", "sad")
 def make_corpus(root, *, speakers=("s1", "s2", "s3", "s4", "s5"), test_speakers=("s5",), per_speaker=4,
                 valid=False, text=True, extra_train=()):
     rows = {"train": [], "test": []}
-    for speaker in speakers:
+    for number, speaker in enumerate(speakers):
         for i in range(per_speaker):
             key = f"{speaker}_{i}"
-            write_wav(root / "wav" / f"{key}.wav", tone(0.5 + 0.1 * i, freq=150 + 40 * i))
+            write_wav(root / "wav" / f"{key}.wav", tone(0.5 + 0.1 * i, freq=150 + 40 * i + 7 * number))
             row = {"key": key, "dataset": "toy", "wav": f"wav/{key}.wav", "emo": LABELS[i % 4], "speaker": speaker}
             if text:
                 row["text"] = f"sentence {i}"
