@@ -18,6 +18,8 @@ import numpy as np
 
 from mmemo.config import compose
 from mmemo.data.folds import available_folds
+from mmemo.evaluation.plots import bar_chart
+from mmemo.evaluation.tables import METRIC_LABELS, Run, build_table, to_markdown, write_table
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +31,6 @@ VARIANTS = (
     ("speech + text: concat fusion", ["experiment=demo"]),
 )
 METRICS = ("UA", "WA", "macro_F1")
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    array = 100 * np.asarray(values)
-    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
-
-
-def summarise(results: dict[str, list[dict]]) -> list[dict]:
-    """One row per variant: mean and std (over folds) of each metric, in percent."""
-    rows = []
-    for label, runs in results.items():
-        row = {"model": label, "folds": len(runs)}
-        for metric in METRICS:
-            row[metric], row[f"{metric}_std"] = _mean_std([run["test"][metric] for run in runs])
-        rows.append(row)
-    return rows
 
 
 def accuracy_by_cue(results: dict[str, list[dict]], corpus: Path) -> dict[str, dict[str, float]]:
@@ -76,53 +62,27 @@ def render_cue_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(rows: list[dict], folds: list[int]) -> str:
-    lines = [f"Demo corpus, speaker-independent folds {folds}: test mean ± std over folds (%)", "",
-             "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for row in rows:
-        cells = [f"{row[m]:.1f} ± {row[m + '_std']:.1f}" for m in METRICS]
-        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_rows(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(METRICS)
-    x = np.arange(len(rows))
-    for i, metric in enumerate(METRICS):
-        axis.bar(x + i * width, [r[metric] for r in rows], width, yerr=[r[metric + "_std"] for r in rows],
-                 capsize=3, label=metric)
-    axis.axhline(100 / 4, color="grey", linestyle=":", label="chance (4 classes)")
-    axis.set_xticks(x + width * (len(METRICS) - 1) / 2, [r["model"].replace(": ", ":\n") for r in rows], fontsize=8)
-    axis.set_ylabel("test %")
-    axis.set_ylim(0, 100)
-    axis.legend(fontsize=8, loc="upper left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
-def write_table(rows: list[dict], folds: list[int], folder: Path, cues: str = "") -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    markdown = folder / "demo.md"
-    markdown.write_text(render_markdown(rows, folds) + ("\n" + cues if cues else ""), encoding="utf-8")
-    table = folder / "demo.csv"
-    with table.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()} for row in rows)
-    return [markdown, table, plot_rows(rows, folder / "demo.png")]
+def write_results(results: dict[str, list[dict]], folder: Path, cues: str) -> tuple[list[Path], str]:
+    """The demo table (markdown, LaTeX, CSV), its bar chart, and the markdown text."""
+    runs = [Run(Path(r["meta"]["output_dir"]), r["test"], r["meta"] | {"variant": label})
+            for label, label_runs in results.items() for r in label_runs]
+    table = build_table(runs, row=lambda run: run.meta["variant"], column=lambda run: "demo", metrics=METRICS,
+                        title="Demo corpus, speaker-independent folds", row_order=list(results))
+    written = write_table(table, folder, "demo")
+    markdown = to_markdown(table) + "\n" + cues
+    written[0].write_text(markdown, encoding="utf-8")
+    series = {METRIC_LABELS[m]: [table.cells[(row, "demo")].mean_std(m) for row in table.rows] for m in METRICS}
+    written.append(bar_chart(table.rows, series, folder / "demo.png", chance=100 / 4,
+                             title="Demo corpus: test mean ± std over folds"))
+    return written, markdown
 
 
 def run_demo(folds: list[int] | str = "all", output_dir: str | None = None, results_dir: str | None = None,
-             extra_overrides: list[str] | None = None) -> list[dict]:
-    """Run every variant on every requested fold; print and write the comparison table."""
+             extra_overrides: list[str] | None = None) -> dict[str, list[dict]]:
+    """Run every variant on every requested fold; print and write the comparison table.
+
+    Returns each variant's list of run results (one per fold).
+    """
     from mmemo.training.run import train
 
     started = time.time()
@@ -145,13 +105,12 @@ def run_demo(folds: list[int] | str = "all", output_dir: str | None = None, resu
             log.info("demo: %s, fold %d -> %s", label, fold, run_dir)
             results[label].append(train(cfg))
             log.info("demo: %s, fold %d: test UA %.1f%%", label, fold, 100 * results[label][-1]["test"]["UA"])
-    rows = summarise(results)
     cues = render_cue_table(accuracy_by_cue(results, datamodule_root))
-    written = write_table(rows, fold_list, out, cues)
+    written, markdown = write_results(results, out, cues)
     if results_dir:
         for path in written:
             Path(results_dir).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, Path(results_dir) / path.name)
-    print("\n" + render_markdown(rows, fold_list) + "\n" + cues)
+    print("\n" + markdown)
     print(f"runs and table: {out}  ({(time.time() - started) / 60:.1f} min)")
-    return rows
+    return results

@@ -144,11 +144,24 @@ class Encoder(nn.Module, abc.ABC):
         """What, besides the weights, determines this encoder's output."""
         return {"class": type(self).__qualname__, "trainable": self.trainable}
 
+    @property
+    def fully_frozen(self) -> bool:
+        """No parameter trains (frozen, and no learned layer mix): the weights can never change."""
+        return self.frozen and not any(p.requires_grad for p in self.parameters())
+
     def fingerprint(self) -> str:
-        """A hash of all weights and :meth:`config`; equal fingerprints give equal features."""
+        """A hash of all weights and :meth:`config`; equal fingerprints give equal features.
+
+        Hashing a large model takes a second or more, so a fully frozen encoder
+        hashes once and remembers the result.
+        """
+        remembered = getattr(self, "_fingerprint", None)
+        if remembered is not None and self.fully_frozen:
+            return remembered
         digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True, default=str).encode())
         _tensor_digest(digest, self.state_dict())
-        return digest.hexdigest()[:16]
+        self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     def fixed_weights(self) -> dict[str, torch.Tensor]:
         """Parameters that never train in this mode (what a checkpoint can reference by hash)."""

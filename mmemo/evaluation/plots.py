@@ -36,3 +36,29 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def bar_chart(groups: Sequence[str], series: dict[str, Sequence[tuple[float, float]]], path: str | Path, *,
+              ylabel: str = "test %", chance: float | None = None, title: str = "") -> Path:
+    """Grouped bars with error bars: ``series[name][i]`` is (mean, std) for ``groups[i]``."""
+    count = max(1, len(series))
+    width = 0.8 / count
+    x = np.arange(len(groups))
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4))
+    for i, (name, values) in enumerate(series.items()):
+        means = [v[0] for v in values]
+        stds = [v[1] for v in values]
+        axis.bar(x + i * width, means, width, yerr=stds, capsize=3, label=name)
+    if chance is not None:
+        axis.axhline(chance, color="grey", linestyle=":", label="chance")
+    axis.set_xticks(x + width * (count - 1) / 2, [g.replace(": ", ":\n") for g in groups], fontsize=8)
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(0, 100)
+    axis.legend(fontsize=8, loc="upper left")
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -147,11 +147,11 @@ def extract_for_config(cfg) -> list[dict]:
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    from mmemo.training.run import attach_feature_cache, encoder_spec
+    from mmemo.training.run import attach_feature_cache, selected_specs
 
     with open_dict(cfg):
         cfg.features.cache = "auto"
-    specs = {m: encoder_spec(cfg.model.get(m)) for m in ("speech", "text")}
+    specs = selected_specs(cfg)
     encoders = {m: instantiate(spec, _convert_="all") for m, spec in specs.items() if spec}
     frozen = {m: e for m, e in encoders.items() if e.frozen}
     if not frozen:

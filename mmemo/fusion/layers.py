@@ -6,6 +6,23 @@ import torch
 from torch import nn
 
 
+def downsample(frames: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked average over non-overlapping windows of ``stride`` frames: [B,T,D] -> [B,ceil(T/stride),D].
+
+    Windows start at frame 0 and average only valid frames, so the result does
+    not depend on how much padding follows a sequence.
+    """
+    if stride <= 1:
+        return frames, mask
+    batch, length, dim = frames.shape
+    extra = (-length) % stride
+    weights = nn.functional.pad(mask, (0, extra)).to(frames.dtype)
+    values = nn.functional.pad(frames, (0, 0, 0, extra)) * weights[..., None]
+    sums = values.view(batch, -1, stride, dim).sum(2)
+    counts = weights.view(batch, -1, stride).sum(2)
+    return sums / counts.clamp(min=1.0)[..., None], counts > 0
+
+
 def mlp(inputs: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
     """The classifier every head ends with: LayerNorm, dropout, Linear, GELU, dropout, Linear."""
     return nn.Sequential(nn.LayerNorm(inputs), nn.Dropout(dropout), nn.Linear(inputs, hidden), nn.GELU(),

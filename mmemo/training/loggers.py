@@ -9,7 +9,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 WANDB_MODES = ("online", "offline", "disabled")
-#: wandb's older spellings; Lightning's WandbLogger itself sets WANDB_MODE=dryrun when offline.
+#: wandb's older spellings (Lightning's WandbLogger sets WANDB_MODE=dryrun when given offline=True).
 _ALIASES = {"dryrun": "offline", "run": "online"}
 
 
@@ -31,7 +31,7 @@ def make_wandb_logger(*, mode: str = "offline", project: str = "mmemo", entity: 
     (grouped by ``group``). Online mode without credentials fails here, before
     training, instead of prompting for a key half-way through.
     """
-    mode = _ALIASES.get(mode, mode)
+    mode = _ALIASES.get(mode, mode) or "offline"  # an empty WANDB_MODE means unset
     if mode not in WANDB_MODES:
         raise ValueError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
     if mode == "online" and not _has_wandb_credentials():
@@ -43,9 +43,10 @@ def make_wandb_logger(*, mode: str = "offline", project: str = "mmemo", entity: 
 
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
+    # The mode goes to wandb.init; Lightning's own offline=True would also set WANDB_MODE=dryrun in
+    # os.environ, changing the resolved config of every later job of an in-process sweep.
     return WandbLogger(project=project, entity=entity, group=group, name=name or Path(save_dir).name,
-                       tags=list(tags or []), save_dir=save_dir, mode=mode, offline=mode == "offline",
-                       **init_options)
+                       tags=list(tags or []), save_dir=save_dir, mode=mode, **init_options)
 
 
 def finish_wandb() -> None:

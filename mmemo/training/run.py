@@ -7,6 +7,7 @@ select the best checkpoint on validation UA, test it once, write results.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from mmemo.data.leakage import check_monitor, check_pretraining_overlap
 from mmemo.evaluation.report import write_run_report
 from mmemo.training.loggers import finish_wandb
 from mmemo.training.module import EmotionClassifier, load_classifier
@@ -33,12 +35,48 @@ def encoder_spec(node) -> dict | None:
     return None if not spec or spec.get("none") else spec
 
 
+MODALITY_SETS = {"both": ("speech", "text"), "speech": ("speech",), "text": ("text",)}
+
+
+def selected_specs(cfg: DictConfig) -> dict[str, dict | None]:
+    """The speech and text encoder configs this run uses (``modalities`` can switch one off)."""
+    choice = str(cfg.get("modalities", "both"))
+    if choice not in MODALITY_SETS:
+        raise ValueError(f"modalities must be one of {list(MODALITY_SETS)}, got {choice!r}")
+    specs = {m: encoder_spec(cfg.model.get(m)) if m in MODALITY_SETS[choice] else None for m in ("speech", "text")}
+    if not any(specs.values()):
+        raise ValueError(f"modalities={choice} with model/speech and model/text as configured leaves no modality")
+    return specs
+
+
 def _container(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
 def instantiate_all(node) -> list:
     return [instantiate(spec) for spec in (node or {}).values() if spec is not None and "_target_" in spec]
+
+
+_SHARED_ENCODERS: dict[str, object] = {}
+
+
+def build_encoder(spec: dict):
+    """Instantiate an encoder; fully frozen ones are shared by the jobs of an in-process sweep.
+
+    A frozen pretrained encoder is identical in every job of a Hydra multirun, so
+    loading and fingerprinting it once (not once per job) saves seconds per job.
+    Encoders with anything trainable are always built fresh.
+    """
+    key = json.dumps(spec, sort_keys=True, default=str)
+    shared = _SHARED_ENCODERS.get(key)
+    if shared is not None:
+        return shared
+    encoder = instantiate(spec, _convert_="all")
+    if encoder.fully_frozen:
+        while len(_SHARED_ENCODERS) >= 4:  # a sweep uses a few encoders; do not hoard memory
+            _SHARED_ENCODERS.pop(next(iter(_SHARED_ENCODERS)))
+        _SHARED_ENCODERS[key] = encoder
+    return encoder
 
 
 def attach_feature_cache(datamodule, encoders: dict, features_cfg) -> dict:
@@ -97,13 +135,16 @@ def train(cfg: DictConfig) -> dict:
 
         return run_classical(cfg)
     started = time.time()
-    L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    speech, text = encoder_spec(cfg.model.get("speech")), encoder_spec(cfg.model.get("text"))
-    if speech is None and text is None:
-        raise ValueError("model/speech=none and model/text=none leave no modality to train on")
+    if cfg.get("reuse_finished"):
+        finished = finished_run(output_dir, cfg)
+        if finished is not None:
+            return finished
+    L.seed_everything(cfg.seed, workers=True)
+    specs = selected_specs(cfg)
+    speech, text = specs["speech"], specs["text"]
 
-    encoders = {m: instantiate(spec, _convert_="all") for m, spec in (("speech", speech), ("text", text)) if spec}
+    encoders = {m: build_encoder(spec) for m, spec in (("speech", speech), ("text", text)) if spec}
     datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=text is not None)
     attach_feature_cache(datamodule, encoders, cfg.get("features"))
     datamodule.setup("fit")
@@ -117,6 +158,12 @@ def train(cfg: DictConfig) -> dict:
     model.run_config = resolved_config(cfg)
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks"))
+    for callback in callbacks:
+        check_monitor(getattr(callback, "monitor", None))
+    for spec in (speech, text):
+        warning = check_pretraining_overlap(spec.get("path") if spec else None, datamodule.name)
+        if warning:
+            log.warning("%s", warning)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                                      default_root_dir=str(output_dir))
     for logger in loggers:
@@ -143,6 +190,37 @@ def train(cfg: DictConfig) -> dict:
         return {"test": test, "valid": valid, "meta": meta}
     finally:
         finish_wandb()
+
+
+def finished_run(output_dir: Path, cfg: DictConfig) -> dict | None:
+    """The results of a run already finished in ``output_dir`` with this exact config, if any.
+
+    Lets a rerun of a sweep skip the jobs it completed (``reuse_finished: true``);
+    a job whose config changed since is trained again.
+    """
+    path = output_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    current = json.loads(json.dumps(resolved_config(cfg), default=str))
+    previous = stored.get("meta", {}).get("config") or {}
+    if previous == current:
+        log.info("reusing the finished run in %s (reuse_finished=true)", output_dir)
+        return stored
+    changed = sorted(_differences(previous, current))
+    log.warning("%s holds a run with a different config (%s); training again", output_dir,
+                ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else ""))
+    return None
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [prefix or "<root>"] if a != b else []
+    found = []
+    for key in set(a) | set(b):
+        found += _differences(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+    return found
 
 
 def _epoch_of(checkpoint: str | None) -> int | None:

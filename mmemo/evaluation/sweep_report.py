@@ -1,0 +1,109 @@
+"""A Hydra callback that turns a finished multirun into a table, a bar chart and a W&B summary.
+
+Configured in an experiment (``hydra.callbacks.report``); after the last job it
+reads every ``metrics.json`` under the sweep folder, groups runs by two config
+keys (e.g. ``model.fusion.name`` × ``modalities``), and writes
+``<results_dir>/<stem>.{md,tex,csv,png}`` with mean ± std over folds × seeds.
+Jobs reused from an earlier run of the same command count like fresh ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mmemo.evaluation.plots import bar_chart
+from mmemo.evaluation.tables import METRIC_LABELS, Table, build_table, load_runs, to_markdown, write_table
+
+log = logging.getLogger(__name__)
+
+
+def config_value(config: dict, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def fused_gains(table: Table, unimodal: Sequence[str], fused: str, metric: str = "UA") -> list[str]:
+    """Lines comparing each row's fused cell with the best unimodal cell of the whole table."""
+    candidates = [(table.cells[(r, c)].mean_std(metric)[0], r, c) for r in table.rows for c in unimodal
+                  if (r, c) in table.cells]
+    if not candidates or not any((r, fused) in table.cells for r in table.rows):
+        return []
+    best, best_row, best_column = max(candidates)
+    lines = [f"Best unimodal {METRIC_LABELS.get(metric, metric)}: {best:.2f} ({best_row}, {best_column} only)."]
+    for row in table.rows:
+        if (row, fused) in table.cells:
+            mean = table.cells[(row, fused)].mean_std(metric)[0]
+            lines.append(f"- {row}: {fused} {mean:.2f} ({mean - best:+.2f} over the best unimodal)")
+    return lines
+
+
+class SweepReport(Callback):
+    def __init__(self, results_dir: str, stem: str, rows: str, columns: str,
+                 metrics: Sequence[str] = ("UA", "WA", "macro_F1"), title: str = "",
+                 row_order: Sequence[str] | None = None, column_order: Sequence[str] | None = None,
+                 unimodal_columns: Sequence[str] = (), fused_column: str | None = None, chance: float | None = None):
+        self.results_dir = Path(results_dir)
+        self.stem = stem
+        self.rows, self.columns = rows, columns
+        self.metrics = list(metrics)
+        self.title = title
+        self.row_order, self.column_order = row_order, column_order
+        self.unimodal_columns, self.fused_column = list(unimodal_columns), fused_column
+        self.chance = chance
+
+    def build(self, sweep_dir: Path) -> Table:
+        runs = load_runs([sweep_dir])
+        if not runs:
+            raise FileNotFoundError(f"no finished runs (metrics.json) under {sweep_dir}")
+        return build_table(runs, row=lambda run: str(config_value(run.config, self.rows)),
+                           column=lambda run: str(config_value(run.config, self.columns)), metrics=self.metrics,
+                           title=self.title, row_order=self.row_order, column_order=self.column_order)
+
+    def write(self, table: Table) -> list[Path]:
+        written = write_table(table, self.results_dir, self.stem)
+        gains = fused_gains(table, self.unimodal_columns, self.fused_column) if self.fused_column else []
+        markdown = to_markdown(table) + ("\n" + "\n".join(gains) + "\n" if gains else "")
+        written[0].write_text(markdown, encoding="utf-8")
+        series = {column: [table.cells[(r, column)].mean_std("UA") if (r, column) in table.cells else (0.0, 0.0)
+                           for r in table.rows] for column in table.columns}
+        written.append(bar_chart(table.rows, series, self.results_dir / f"{self.stem}.png", ylabel="test UA %",
+                                 chance=self.chance, title=self.title))
+        print("\n" + markdown)
+        return written
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        table = self.build(sweep_dir)
+        written = self.write(table)
+        log.info("sweep report: %s", ", ".join(str(p) for p in written))
+        self._log_to_wandb(config, table, written)
+
+    def _log_to_wandb(self, config: DictConfig, table: Table, written: list[Path]) -> None:
+        """One extra W&B run in the sweep's group holding the summary table and chart."""
+        wandb_cfg = (config.get("logger") or {}).get("wandb")
+        mode = os.environ.get("WANDB_MODE") or (wandb_cfg.get("mode") if wandb_cfg else None)
+        if not wandb_cfg or mode in (None, "disabled"):
+            return
+        import wandb
+
+        run = wandb.init(project=wandb_cfg.get("project"), entity=wandb_cfg.get("entity"),
+                         group=wandb_cfg.get("group"), name=f"{self.stem}-summary", job_type="summary",
+                         dir=str(Path(config.hydra.sweep.dir)), mode="offline" if mode == "dryrun" else mode,
+                         reinit=True)
+        rows = []
+        for (row, column), cell in sorted(table.cells.items()):
+            rows.append([row, column, *(round(cell.mean_std(m)[0], 2) for m in self.metrics),
+                         *(round(cell.mean_std(m)[1], 2) for m in self.metrics), len(cell.pairs)])
+        columns = [self.rows, self.columns, *self.metrics, *(f"{m}_std" for m in self.metrics), "runs"]
+        run.log({"summary": wandb.Table(columns=columns, data=rows),
+                 "summary_chart": wandb.Image(str(written[-1]))})
+        run.finish()
+

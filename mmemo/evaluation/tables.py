@@ -1,0 +1,195 @@
+"""Tables from finished runs: mean ± std over folds × seeds, with gaps flagged, never hidden.
+
+A run is a folder with a ``metrics.json`` (neural, classical and ``mmemo eval``
+runs all write one). Runs are grouped into cells by a row key and a column key
+(e.g. fusion head × modalities, or model × dataset); each cell averages its
+runs' test metrics over folds and seeds. When a cell lacks some of the folds or
+seeds that other cells of the table have, it is marked with ``†`` and the
+missing (fold, seed) pairs are listed under the table, so a mean over four
+folds is never silently presented as a mean over five.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+METRIC_LABELS = {"UA": "UA", "WA": "WA", "macro_F1": "macro-F1", "weighted_F1": "weighted-F1"}
+
+
+@dataclass
+class Run:
+    """One finished run: its folder, test metrics and metadata (config, fold, seed, dataset)."""
+
+    folder: Path
+    test: dict
+    meta: dict
+
+    @property
+    def config(self) -> dict:
+        return self.meta.get("config", {})
+
+    @property
+    def fold(self):
+        return self.meta.get("fold")
+
+    @property
+    def seed(self):
+        return self.meta.get("seed")
+
+    @property
+    def dataset(self) -> str:
+        return str(self.meta.get("dataset", "?"))
+
+
+def load_runs(roots: Iterable[str | Path]) -> list[Run]:
+    """Every run folder (one with metrics.json) under the given folders, sorted by path."""
+    runs = []
+    for root in roots:
+        for path in sorted(Path(root).rglob("metrics.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("test"):
+                runs.append(Run(path.parent, data["test"], data.get("meta", {})))
+    return runs
+
+
+@dataclass
+class Cell:
+    values: dict[str, list[float]]
+    pairs: set[tuple] = field(default_factory=set)
+    missing: list[tuple] = field(default_factory=list)
+
+    def mean_std(self, metric: str) -> tuple[float, float]:
+        values = self.values.get(metric, [])
+        if not values:
+            return math.nan, math.nan
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        return 100 * mean, 100 * std
+
+
+@dataclass
+class Table:
+    """rows × columns of cells; each cell holds the metrics of its runs."""
+
+    title: str
+    rows: list[str]
+    columns: list[str]
+    metrics: list[str]
+    cells: dict[tuple[str, str], Cell]
+
+    @property
+    def flagged(self) -> list[tuple[str, str, list[tuple]]]:
+        return [(r, c, cell.missing) for (r, c), cell in self.cells.items() if cell.missing]
+
+
+def build_table(runs: Sequence[Run], *, row: Callable[[Run], str], column: Callable[[Run], str],
+                metrics: Sequence[str] = ("UA", "WA", "macro_F1"), title: str = "",
+                row_order: Sequence[str] | None = None, column_order: Sequence[str] | None = None) -> Table:
+    """Group runs into cells; a cell's expected (fold, seed) pairs are those of its column."""
+    cells: dict[tuple[str, str], Cell] = {}
+    expected: dict[str, set[tuple]] = {}
+    for run in runs:
+        key = (row(run), column(run))
+        cell = cells.setdefault(key, Cell({m: [] for m in metrics}))
+        pair = (run.fold, run.seed)
+        if pair in cell.pairs:
+            raise ValueError(f"two runs for {key} fold {run.fold} seed {run.seed}; the second is {run.folder}")
+        cell.pairs.add(pair)
+        for metric in metrics:
+            cell.values[metric].append(float(run.test[metric]))
+        expected.setdefault(key[1], set()).add(pair)
+    for (r, c), cell in cells.items():
+        cell.missing = sorted(expected[c] - cell.pairs, key=str)
+    rows = _ordered({r for r, _ in cells}, row_order)
+    columns = _ordered({c for _, c in cells}, column_order)
+    return Table(title, rows, columns, list(metrics), cells)
+
+
+def _ordered(found: set[str], preferred: Sequence[str] | None) -> list[str]:
+    preferred = list(preferred or [])
+    return [p for p in preferred if p in found] + sorted(found - set(preferred))
+
+
+def _cell_text(cell: Cell | None, metric: str, latex: bool = False) -> str:
+    if cell is None:
+        return "–"
+    mean, std = cell.mean_std(metric)
+    pm = r"$\pm$" if latex else "±"
+    dagger = (r"$^\dagger$" if latex else "†") if cell.missing else ""
+    return f"{mean:.2f} {pm} {std:.2f}{dagger}"
+
+
+def _headers(table: Table) -> list[str]:
+    if len(table.columns) == 1:
+        return [METRIC_LABELS.get(m, m) for m in table.metrics]
+    return [f"{c} {METRIC_LABELS.get(m, m)}" for c in table.columns for m in table.metrics]
+
+
+def _row_cells(table: Table, row: str, latex: bool = False) -> list[str]:
+    return [_cell_text(table.cells.get((row, c)), m, latex) for c in table.columns for m in table.metrics]
+
+
+def _footnotes(table: Table) -> list[str]:
+    notes = []
+    for r, c, missing in table.flagged:
+        shown = ", ".join(f"fold {f} seed {s}" for f, s in missing)
+        notes.append(f"† {r} / {c}: missing {shown}")
+    return notes
+
+
+def to_markdown(table: Table) -> str:
+    counts = {len(cell.pairs) for cell in table.cells.values()}
+    lines = [f"{table.title}" if table.title else "", "",
+             "| | " + " | ".join(_headers(table)) + " |", "|---|" + "---|" * len(_headers(table))]
+    for row in table.rows:
+        lines.append(f"| {row} | " + " | ".join(_row_cells(table, row)) + " |")
+    lines += ["", f"Test mean ± std (%) over folds × seeds; runs per cell: {sorted(counts)}."]
+    lines += _footnotes(table)
+    return "\n".join(line for line in lines if line is not None).strip() + "\n"
+
+
+def to_latex(table: Table) -> str:
+    headers = _headers(table)
+    lines = [r"\begin{tabular}{l" + "c" * len(headers) + "}", r"\toprule",
+             " & " + " & ".join(h.replace("_", r"\_") for h in headers) + r" \\", r"\midrule"]
+    for row in table.rows:
+        lines.append(row.replace("_", r"\_") + " & " + " & ".join(_row_cells(table, row, latex=True)) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    notes = _footnotes(table)
+    if notes:
+        lines += ["% " + note for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "column", "metric", "mean", "std", "runs", "missing"])
+    for row in table.rows:
+        for column in table.columns:
+            cell = table.cells.get((row, column))
+            if cell is None:
+                continue
+            for metric in table.metrics:
+                mean, std = cell.mean_std(metric)
+                missing = ";".join(f"fold{f}/seed{s}" for f, s in cell.missing)
+                writer.writerow([row, column, metric, f"{mean:.4f}", f"{std:.4f}", len(cell.pairs), missing])
+    return buffer.getvalue()
+
+
+def write_table(table: Table, folder: str | Path, stem: str) -> list[Path]:
+    """Write ``<stem>.md``, ``.tex`` and ``.csv`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
+        path = folder / f"{stem}{suffix}"
+        path.write_text(render(table), encoding="utf-8")
+        written.append(path)
+    return written
