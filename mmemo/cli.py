@@ -135,6 +135,24 @@ def cmd_data_folds(args: argparse.Namespace) -> None:
     print(f"wrote {len(paths) // 2} folds to {args.out}")
 
 
+def cmd_table(args: argparse.Namespace) -> None:
+    from mmemo.evaluation.tables import build_table, load_runs, run_key, to_markdown, write_table
+
+    runs = load_runs(args.runs) if args.runs else []
+    if args.wandb:
+        from mmemo.evaluation.wandb_runs import load_wandb_runs
+
+        runs += load_wandb_runs(args.wandb)
+    if not runs:
+        raise FileNotFoundError(f"no finished runs (metrics.json) under {args.runs or args.wandb}")
+    table = build_table(runs, row=lambda run: run_key(run, args.rows), column=lambda run: run_key(run, args.columns),
+                        metrics=args.metrics, title=args.title)
+    print(to_markdown(table))
+    if args.out:
+        for path in write_table(table, args.out, args.name):
+            print(f"wrote {path}")
+
+
 def _folds(text: str) -> list[int] | str:
     if text == "all":
         return "all"
@@ -159,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--results", default=None,
                       help="also copy the table (md/csv/png) here, e.g. experiments/demo/results")
     demo.add_argument("overrides", nargs="*", help="extra Hydra overrides for every neural run")
+
+    table = sub.add_parser("table", help="paper table (md/tex/csv) from finished runs: mean ± std over folds x seeds")
+    table.add_argument("runs", nargs="*", help="folders searched for run folders (metrics.json)")
+    table.add_argument("--wandb", default=None, help="also read runs from a W&B project, ENTITY/PROJECT")
+    table.add_argument("--rows", default="model.speech.name",
+                       help="dotted config key for rows (default model.speech.name; e.g. model.fusion.name)")
+    table.add_argument("--columns", default="dataset", help="dotted config key for columns, or dataset/fold/seed")
+    table.add_argument("--metrics", nargs="+", default=["UA", "WA", "macro_F1"])
+    table.add_argument("--title", default="")
+    table.add_argument("--out", default=None, help="folder for <name>.md/.tex/.csv")
+    table.add_argument("--name", default="table")
 
     data = sub.add_parser("data", help="corpus tools").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the built-in espeak-ng demo corpus")
@@ -208,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     log.addHandler(handler)  # only mmemo's own loggers; Lightning prints its own messages
     log.setLevel(logging.INFO)
     log.propagate = False
-    handlers = {"demo": cmd_demo, ("data", "synth"): cmd_data_synth, ("data", "check"): cmd_data_check,
+    handlers = {"demo": cmd_demo, "table": cmd_table, ("data", "synth"): cmd_data_synth, ("data", "check"): cmd_data_check,
                 ("data", "prepare"): cmd_data_prepare, ("data", "folds"): cmd_data_folds}
     key = args.command if args.command != "data" else ("data", args.data_command)
     try:

@@ -119,3 +119,17 @@ def emobox_dir(tmp_path_factory) -> Path:
     with tarfile.open(Path(__file__).parent / "data" / "emobox.tar.xz") as archive:
         archive.extractall(target, filter="data")
     return target / "emobox"
+
+
+@pytest.fixture(scope="session")
+def tiny_e2v_dir(tmp_path_factory) -> Path:
+    """funasr's real Emotion2vec at toy size (random weights, 9-label head) as a FunASR model folder."""
+    import torch
+
+    from mmemo.encoders.emotion2vec import build_funasr_model, save_funasr_model_dir, tiny_model_conf
+
+    labels = ["angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "<unk>"]
+    torch.manual_seed(0)
+    conf = tiny_model_conf()
+    return save_funasr_model_dir(build_funasr_model(conf, num_labels=len(labels)), conf,
+                                 tmp_path_factory.mktemp("e2v") / "tiny", labels)

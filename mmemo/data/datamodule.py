@@ -129,6 +129,20 @@ class LengthBucketSampler(Sampler[list[int]]):
         yield from batches
 
 
+def recorded_audio_root(root: Path) -> Path | None:
+    """The audio root a prepared corpus recorded in its corpus.json (``mmemo data prepare emobox --audio-root``)."""
+    info = root / "corpus.json"
+    if not info.is_file():
+        return None
+    import json
+
+    try:
+        recorded = json.loads(info.read_text(encoding="utf-8")).get("audio_root")
+    except json.JSONDecodeError:
+        return None
+    return Path(recorded) if recorded else None
+
+
 class EmotionDataModule(L.LightningDataModule):
     """One fold of an EmoBox-layout corpus, validated up front."""
 
@@ -167,7 +181,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.root = Path(root)
         self.fold = int(fold)
         self.name = name or self.root.name
-        self.audio_root = Path(audio_root) if audio_root else self.root
+        self.audio_root = Path(audio_root) if audio_root else (recorded_audio_root(self.root) or self.root)
         self.label_map_spec = label_map
         self.classes_spec = list(classes) if classes else None
         self.valid_fraction = valid_fraction

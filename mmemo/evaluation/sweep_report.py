@@ -18,16 +18,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mmemo.evaluation.plots import bar_chart
-from mmemo.evaluation.tables import METRIC_LABELS, Table, build_table, load_runs, to_markdown, write_table
+from mmemo.evaluation.tables import METRIC_LABELS, Table, build_table, load_runs, run_key, to_markdown, write_table
 
 log = logging.getLogger(__name__)
-
-
-def config_value(config: dict, dotted: str):
-    value = config
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def fused_gains(table: Table, unimodal: Sequence[str], fused: str, metric: str = "UA") -> list[str]:
@@ -63,8 +56,8 @@ class SweepReport(Callback):
         runs = load_runs([sweep_dir])
         if not runs:
             raise FileNotFoundError(f"no finished runs (metrics.json) under {sweep_dir}")
-        return build_table(runs, row=lambda run: str(config_value(run.config, self.rows)),
-                           column=lambda run: str(config_value(run.config, self.columns)), metrics=self.metrics,
+        return build_table(runs, row=lambda run: run_key(run, self.rows),
+                           column=lambda run: run_key(run, self.columns), metrics=self.metrics,
                            title=self.title, row_order=self.row_order, column_order=self.column_order)
 
     def write(self, table: Table) -> list[Path]:

@@ -193,3 +193,13 @@ def write_table(table: Table, folder: str | Path, stem: str) -> list[Path]:
         path.write_text(render(table), encoding="utf-8")
         written.append(path)
     return written
+
+
+def run_key(run: Run, key: str) -> str:
+    """A row/column label: ``dataset``, ``fold``, ``seed``, or a dotted config path (``model.fusion.name``)."""
+    if key in ("dataset", "fold", "seed"):
+        return str(getattr(run, key))
+    value = run.config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "none" if value is None else str(value)

@@ -20,19 +20,22 @@ def test_every_experiment_has_a_study_folder():
         assert (studies / name / "README.md").is_file(), f"experiments/{name}/README.md is missing"
 
 
-def speech_overrides(experiment: str, tiny_whisper_pt) -> list[str]:
+def speech_overrides(experiment: str, tiny_whisper_pt, tiny_e2v_dir) -> list[str]:
     """Tiny stand-ins for whatever speech encoder the experiment picks."""
     target = compose("train", [f"experiment={experiment}"]).model.speech.get("_target_", "")
     if target.endswith("SpectralEncoder"):
         return TINY_SPECTRAL
     if target.endswith("WhisperEncoder"):
         return [f"model.speech.path={tiny_whisper_pt}", "model.speech.layer=last"]
+    if target.endswith("Emotion2vecEncoder"):
+        return [f"model.speech.path={tiny_e2v_dir}"]
     return []
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_runs_one_step(experiment, tiny_base_overrides, tiny_whisper_pt, tmp_path):
-    overrides = [f"experiment={experiment}", *tiny_base_overrides, *speech_overrides(experiment, tiny_whisper_pt),
+def test_experiment_runs_one_step(experiment, tiny_base_overrides, tiny_whisper_pt, tiny_e2v_dir, tmp_path):
+    overrides = [f"experiment={experiment}", *tiny_base_overrides,
+                 *speech_overrides(experiment, tiny_whisper_pt, tiny_e2v_dir),
                  "++trainer.fast_dev_run=true", "reuse_finished=false"]
     cfg = compose("train", overrides, output_dir=str(tmp_path / experiment))
     result = train(cfg)

@@ -53,3 +53,34 @@ def test_a_missing_seed_is_flagged_in_every_format(runs, tmp_path):
 def test_duplicate_runs_are_refused(runs, tmp_path):
     with pytest.raises(ValueError, match="two runs for"):
         build_table(runs + runs[:1], row=lambda r: r.config["model"]["name"], column=lambda r: r.dataset)
+
+
+def test_table_command_writes_files_and_flags_the_gap(runs, tmp_path, capsys):
+    from mmemo.cli import main
+
+    root = runs[0].folder.parents[3]
+    main(["table", str(root), "--rows", "model.name", "--columns", "dataset", "--out", str(tmp_path / "t"),
+          "--name", "paper"])
+    printed = capsys.readouterr().out
+    assert "| fused | 64.00 ± 4.00 | 72.00 ± 2.00 | 63.00 ± 4.00 | 42.00 ± 2.83 |" in printed
+    assert "† speech / meld: missing fold 1 seed 2" in (tmp_path / "t" / "paper.md").read_text()
+
+
+def test_runs_can_come_from_a_wandb_project():
+    from mmemo.evaluation.wandb_runs import load_wandb_runs
+
+    class Remote:
+        def __init__(self, fold, ua):
+            self.summary = {"test/UA": ua, "test/WA": ua + 0.1, "test/macro_F1": ua, "val/UA": 0.9}
+            self.config = {"data": {"fold": fold, "name": "iemocap"}, "seed": 1, "model": {"speech": {"name": "e2v"}}}
+            self.path = ["me", "mmemo", f"run{fold}"]
+
+    class Api:
+        def runs(self, project, filters):
+            assert project == "me/mmemo"
+            return [Remote(1, 0.7), Remote(2, 0.8), type("Unfinished", (), {"summary": {}, "config": {}, "path": []})()]
+
+    runs = load_wandb_runs("me/mmemo", api=Api())
+    assert [r.fold for r in runs] == [1, 2] and runs[0].dataset == "iemocap"
+    table = build_table(runs, row=lambda r: r.config["model"]["speech"]["name"], column=lambda r: r.dataset)
+    assert table.cells[("e2v", "iemocap")].mean_std("UA")[0] == pytest.approx(75.0)
