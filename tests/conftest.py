@@ -126,7 +126,11 @@ def tiny_e2v_dir(tmp_path_factory) -> Path:
     """funasr's real Emotion2vec at toy size (random weights, 9-label head) as a FunASR model folder."""
     import torch
 
-    from mmemo.encoders.emotion2vec import build_funasr_model, save_funasr_model_dir, tiny_model_conf
+    from mmemo.encoders.emotion2vec_checkpoints import (
+        build_funasr_model,
+        save_funasr_model_dir,
+        tiny_model_conf,
+    )
 
     labels = ["angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "<unk>"]
     torch.manual_seed(0)

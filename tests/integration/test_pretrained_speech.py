@@ -25,3 +25,13 @@ def test_whisper_checkpoint_file_trains_end_to_end(tiny_overrides, tiny_whisper_
     stores = list((tmp_path / "cache" / "features").glob("whisper*/*/meta.json"))
     assert bool(stores) == (trainable == "frozen")  # only a frozen encoder is cached
     assert 0.0 <= result["test"]["UA"] <= 1.0
+
+
+@pytest.mark.parametrize("trainable", ["frozen", "full"])
+def test_emotion2vec_funasr_folder_trains_end_to_end(tiny_overrides, tiny_e2v_dir, tmp_path, trainable):
+    overrides = [o for o in tiny_overrides if "model.speech." not in o]
+    result, out = _train([*overrides, "model/speech=emotion2vec_base", f"model.speech.path={tiny_e2v_dir}",
+                          f"model.speech.trainable={trainable}", "trainer.max_epochs=1"], tmp_path, trainable)
+    stores = list((tmp_path / "cache" / "features").glob("emotion2vec*/*/meta.json"))
+    assert bool(stores) == (trainable == "frozen")
+    assert (out / "checkpoints" / "best.ckpt").is_file() and 0.0 <= result["test"]["UA"] <= 1.0
