@@ -9,7 +9,7 @@ from mmemo.encoders.base import EncoderOutput
 from mmemo.fusion import available_heads, build_fusion
 from mmemo.fusion.base import masked_mean
 
-HEADS = ["concat", "late", "joint_embedding", "cross_attention", "gated", "linear", "emobox"]
+HEADS = ["concat", "late", "joint_embedding", "cross_attention", "gated", "linear", "emobox", "attentive"]
 DIMS = {"speech": 8, "text": 6}
 
 
