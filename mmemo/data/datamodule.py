@@ -45,10 +45,12 @@ class Example:
 class EmotionDataset(Dataset):
     """Examples of one split; audio comes from memory or is decoded on access, features from stores."""
 
-    def __init__(self, examples: list[Example], *, load_audio_fn=None, stores: dict | None = None):
+    def __init__(self, examples: list[Example], *, load_audio_fn=None, stores: dict | None = None,
+                 pooled: bool = False):
         self.examples = examples
         self._load = load_audio_fn
         self._stores = stores or {}
+        self._pooled = pooled
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -64,7 +66,8 @@ class EmotionDataset(Dataset):
         if self._load is not None:
             item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
         for modality, store in self._stores.items():
-            item[f"{modality}_features"] = store.get(example.features[modality])
+            read = store.get_pooled if self._pooled else store.get
+            item[f"{modality}_features"] = read(example.features[modality])
         return item
 
 
@@ -211,15 +214,21 @@ class EmotionDataModule(L.LightningDataModule):
         self.fingerprint = ""
         self.splits: Splits | None = None
         self.feature_sources: dict = {}
+        self.feature_pooled = False
         self.feature_batch_size = 16
         self.feature_device = "cpu"
         self._is_set_up = False
 
-    def use_features(self, sources: dict, *, batch_size: int = 16, device: str = "cpu") -> None:
-        """Serve these modalities from frozen-feature stores (encoding what they lack in setup)."""
+    def use_features(self, sources: dict, *, batch_size: int = 16, device: str = "cpu", pooled: bool = False) -> None:
+        """Serve these modalities from frozen-feature stores (encoding what they lack in setup).
+
+        ``pooled=True`` serves each utterance's features averaged over frames, for
+        heads that mean-pool first anyway (see ``FusionHead.needs_frames``).
+        """
         if self._is_set_up:
             raise RuntimeError("use_features() must be called before setup()")
         self.feature_sources = dict(sources)
+        self.feature_pooled = pooled
         self.feature_batch_size = batch_size
         self.feature_device = device
 
@@ -270,7 +279,7 @@ class EmotionDataModule(L.LightningDataModule):
             examples = self._scan_audio(examples)
         loader = self._load_wave if raw_audio else None
         stores = {m: source.store for m, source in self.feature_sources.items()}
-        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader, stores=stores)
+        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader, stores=stores, pooled=self.feature_pooled)
                          for split, ex in examples.items()}
         self._log_summary(splits)
         self._is_set_up = True

@@ -83,6 +83,7 @@ class FeatureStore:
         self.dtype = np.dtype(self.meta.get("dtype", "float32"))
         self._entries: dict[str, Entry] = {}
         self._arrays: dict[str, np.ndarray] = {}
+        self._pooled: dict[str, np.ndarray] = {}
         self._next_shard = 1
         self._load_index()
 
@@ -120,6 +121,16 @@ class FeatureStore:
             array = np.load(self.folder / f"{entry.shard}.npy", mmap_mode="r")
             self._arrays[entry.shard] = array
         return np.asarray(array[entry.offset: entry.offset + entry.length])
+
+    def get_pooled(self, item: str) -> np.ndarray:
+        """The item's features averaged over frames, [1, ...]; remembered (they are small)."""
+        pooled = self._pooled.get(item)
+        if pooled is None:
+            frames = self.get(item)
+            pooled = frames.astype(np.float32).mean(0, keepdims=True) if frames.shape[0] > 1 else np.asarray(
+                frames, dtype=np.float32)
+            self._pooled[item] = pooled
+        return pooled
 
     # -- writing -----------------------------------------------------------------------------
     def write_shard(self, items: list[str], arrays: list[np.ndarray]) -> None:

@@ -45,6 +45,11 @@ class FusionHead(nn.Module):
     auxiliary losses need labels.
     """
 
+    #: Whether the head looks at individual frames. Heads that only mean-pool each
+    #: modality first (False) can be fed features pooled once per utterance, which
+    #: makes training on cached features several times faster.
+    needs_frames: bool = False
+
     def __init__(self, input_dims: dict[str, int], num_classes: int):
         super().__init__()
         if not input_dims:
@@ -103,6 +108,14 @@ def available_heads() -> list[str]:
     import mmemo.fusion  # noqa: F401  (importing the package registers the built-in heads)
 
     return sorted(_REGISTRY)
+
+
+def head_needs_frames(name: str) -> bool:
+    """Whether the registered head ``name`` reads frames (else pooled features are enough)."""
+    available_heads()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown fusion head {name!r}; available: {available_heads()}")
+    return _REGISTRY[name].needs_frames
 
 
 def build_fusion(name: str, input_dims: dict[str, int], num_classes: int, **options) -> FusionHead:

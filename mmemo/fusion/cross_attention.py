@@ -31,6 +31,8 @@ from mmemo.fusion.layers import CrossModalBlock, downsample, mlp
 
 @register("cross_attention")
 class CrossAttentionFusion(FusionHead):
+    needs_frames = True
+
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, dim: int = 128, depth: int = 2,
                  heads: int = 4, dropout: float = 0.1, hidden: int = 256, frame_stride: dict | None = None):
         super().__init__(input_dims, num_classes)

@@ -18,6 +18,8 @@ from mmemo.fusion.base import FusionHead, FusionOutput, masked_mean, register
 
 @register("emobox")
 class EmoBoxHead(FusionHead):
+    needs_frames = True
+
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, hidden: int = 256, dropout: float = 0.1):
         super().__init__(input_dims, num_classes)
         self.projections = nn.ModuleDict({m: nn.Linear(d, hidden) for m, d in input_dims.items()})

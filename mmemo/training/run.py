@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmemo.data.leakage import check_monitor, check_pretraining_overlap
 from mmemo.evaluation.report import write_run_report
+from mmemo.fusion.base import head_needs_frames
 from mmemo.training.loggers import finish_wandb
 from mmemo.training.module import EmotionClassifier, load_classifier
 from mmemo.training.provenance import environment, git_state
@@ -79,8 +80,12 @@ def build_encoder(spec: dict):
     return encoder
 
 
-def attach_feature_cache(datamodule, encoders: dict, features_cfg) -> dict:
-    """With ``features.cache=auto``, serve every frozen encoder from its feature store."""
+def attach_feature_cache(datamodule, encoders: dict, features_cfg, head: str | None = None) -> dict:
+    """With ``features.cache=auto``, serve every frozen encoder from its feature store.
+
+    When the fusion ``head`` only mean-pools each modality, features are served
+    pooled once per utterance instead of as frames (same result, much less work).
+    """
     import torch
 
     from mmemo.features.extract import FeatureSource, open_store
@@ -96,7 +101,8 @@ def attach_feature_cache(datamodule, encoders: dict, features_cfg) -> dict:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     sources = {m: FeatureSource(m, encoder, open_store(encoder, options["dir"], options["storage"], options["dtype"]))
                for m, encoder in encoders.items() if encoder.frozen}
-    datamodule.use_features(sources, batch_size=int(options["batch_size"]), device=device)
+    pooled = head is not None and not head_needs_frames(head)
+    datamodule.use_features(sources, batch_size=int(options["batch_size"]), device=device, pooled=pooled)
     for modality, source in sources.items():
         log.info("%s features of %s are cached in %s", modality, source.encoder.name, source.store.folder)
     return sources
@@ -146,7 +152,7 @@ def train(cfg: DictConfig) -> dict:
 
     encoders = {m: build_encoder(spec) for m, spec in (("speech", speech), ("text", text)) if spec}
     datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=text is not None)
-    attach_feature_cache(datamodule, encoders, cfg.get("features"))
+    attach_feature_cache(datamodule, encoders, cfg.get("features"), head=cfg.model.fusion.get("name", "concat"))
     datamodule.setup("fit")
     train_counts = Counter(e.label for e in datamodule.datasets["train"].examples)
     model = EmotionClassifier(

@@ -172,3 +172,28 @@ def test_pooled_float16_and_all_layer_storage(tiny_bert_dir, tmp_path):
     torch.testing.assert_close(rebuilt.frames, direct.frames, atol=1e-5, rtol=1e-5)
     rows = list_stores(tmp_path)
     assert {r["storage"] for r in rows} == {"pooled", "frames"} and all(r["items"] == 3 for r in rows)
+
+
+def test_pooled_serving_gives_a_pooling_head_the_same_input(tiny_corpus, tmp_path):
+    from mmemo.data.datamodule import collate
+    from mmemo.fusion import build_fusion
+    from mmemo.fusion.base import head_needs_frames
+
+    assert not head_needs_frames("late") and head_needs_frames("cross_attention") and head_needs_frames("emobox")
+    encoder = tiny_speech_encoder()
+    frames_module, source = cached_module(tiny_corpus, tmp_path, encoder)
+    pooled_module = EmotionDataModule(str(tiny_corpus), 1, use_text=False)
+    pooled_module.use_features({"speech": FeatureSource("speech", encoder, source.store)}, pooled=True)
+    pooled_module.setup()
+    torch.manual_seed(0)
+    head = build_fusion("gated", {"speech": 16}, 4).eval()
+    items = list(range(6))
+    outputs = []
+    for module in (frames_module, pooled_module):
+        batch = collate([module.datasets["test"][i] for i in items])
+        from mmemo.encoders.base import EncoderOutput
+
+        with torch.no_grad():
+            outputs.append(head({"speech": EncoderOutput(batch["speech_features"], batch["speech_features_mask"])}).logits)
+    assert collate([pooled_module.datasets["test"][0]])["speech_features"].shape[1] == 1
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-5)
