@@ -58,7 +58,7 @@ class EmotionClassifier(L.LightningModule):
         fusion = dict(fusion or {"name": "concat"})
         self.head = build_fusion(fusion.pop("name"), {m: e.dim for m, e in encoders.items()},
                                  len(self.classes), **fusion)
-        self.optim = {"lr": 1e-3, "encoder_lr": 2e-5, "lora_lr": 5e-4, "weight_decay": 0.01, "warmup_ratio": 0.05,
+        self.optim = {"lr": 1e-3, "encoder_lr": 2e-5, "lora_lr": 5e-4, "layer_decay": 1.0, "weight_decay": 0.01, "warmup_ratio": 0.05,
                       "scheduler": "cosine", **(optim or {})}
         loss = {"class_weights": "none", "label_smoothing": 0.0, **(loss or {})}
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(loss["class_weights"], class_counts),
@@ -123,6 +123,11 @@ class EmotionClassifier(L.LightningModule):
                 outputs[m] = EncoderOutput(outputs[m].frames, outputs[m].mask & ~hidden[:, None])
         return outputs
 
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        """Move only the tensors; Lightning's generic walk over every string of a batch
+        (keys, speakers, transcripts) costs more than a cached-feature training step."""
+        return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
     def forward(self, batch: dict):
         return self.head(self.encode(batch), batch.get("label"))
 
@@ -173,22 +178,46 @@ class EmotionClassifier(L.LightningModule):
         self._close_epoch("test")
 
     # -- optimisation --------------------------------------------------------------------
-    def configure_optimizers(self):
-        # Three learning rates: new weights (heads, layer mixers, encoders trained from scratch),
-        # LoRA adapters, and pretrained weights being fine-tuned (top_k / full).
-        groups: dict[str, list] = {"lr": [], "lora_lr": [], "encoder_lr": []}
+    def parameter_groups(self) -> list[dict]:
+        """AdamW groups. Three learning rates: new weights (heads, layer mixers, encoders trained
+        from scratch), LoRA adapters, and pretrained weights being fine-tuned (top_k / full).
+
+        With ``optim.layer_decay=d < 1`` (layer-wise learning-rate decay), a fine-tuned
+        pretrained weight in the k-th layer from the top of its encoder's ``layer_stack``
+        gets ``encoder_lr * d**k``; weights below the stack (embeddings, convolutions)
+        get ``d**len(stack)``.
+        """
+        decay = float(self.optim.get("layer_decay", 1.0))
+        depth_of: dict[int, int] = {}
+        below_stack: dict[str, int] = {}
+        if decay < 1.0:
+            for modality, encoder in self.encoders.items():
+                try:
+                    stack = list(encoder.layer_stack())
+                except TypeError:
+                    continue
+                below_stack[modality] = len(stack)
+                for depth, layer in enumerate(reversed(stack)):
+                    for parameter in layer.parameters():
+                        depth_of[id(parameter)] = depth
+        groups: dict[tuple[str, int], list] = {}
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad:
                 continue
             parts = name.split(".")
-            pretrained = parts[0] == "encoders" and hasattr(self.encoders[parts[1]], "path")
-            if not pretrained or parts[2] == "mixer":
-                groups["lr"].append(parameter)
+            encoder = self.encoders[parts[1]] if parts[0] == "encoders" else None
+            if encoder is None or not hasattr(encoder, "path") or parts[2] == "mixer":
+                key = ("lr", 0)
             elif "lora_" in name:
-                groups["lora_lr"].append(parameter)
+                key = ("lora_lr", 0)
             else:
-                groups["encoder_lr"].append(parameter)
-        groups = [{"params": params, "lr": self.optim[key]} for key, params in groups.items() if params]
+                key = ("encoder_lr", depth_of.get(id(parameter), below_stack.get(parts[1], 0)))
+            groups.setdefault(key, []).append(parameter)
+        return [{"params": params, "lr": self.optim[key] * (decay ** depth if key == "encoder_lr" else 1.0)}
+                for (key, depth), params in sorted(groups.items())]
+
+    def configure_optimizers(self):
+        groups = self.parameter_groups()
         optimizer = torch.optim.AdamW(groups, weight_decay=self.optim["weight_decay"])
         if self.optim["scheduler"] == "constant":
             return optimizer

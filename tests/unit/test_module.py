@@ -49,3 +49,19 @@ def test_inference_without_audio_or_with_an_empty_transcript(model):
     assert not torch.allclose(text_only, full)
     torch.testing.assert_close(missing_transcript[[0, 2, 3]], full[[0, 2, 3]], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(missing_transcript[1], full[1])
+
+
+def test_layer_wise_learning_rate_decay(tiny_bert_dir):
+    text = {"_target_": "mmemo.encoders.text.TransformersTextEncoder", "path": str(tiny_bert_dir), "trainable": "full"}
+    model = EmotionClassifier(["a", "b"], text=text, optim={"encoder_lr": 1e-4, "layer_decay": 0.5, "lr": 1e-3})
+    rates = {}
+    for group in model.parameter_groups():
+        for parameter in group["params"]:
+            rates[id(parameter)] = group["lr"]
+    bert = model.encoders["text"].model
+    assert rates[id(bert.encoder.layer[1].output.dense.weight)] == pytest.approx(1e-4)      # top layer
+    assert rates[id(bert.encoder.layer[0].output.dense.weight)] == pytest.approx(5e-5)      # one below
+    assert rates[id(bert.embeddings.word_embeddings.weight)] == pytest.approx(2.5e-5)       # below the stack
+    assert rates[id(next(model.head.parameters()))] == pytest.approx(1e-3)                  # the head
+    flat = EmotionClassifier(["a", "b"], text=text, optim={"encoder_lr": 1e-4})
+    assert {g["lr"] for g in flat.parameter_groups()} == {1e-4, 1e-3}
