@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,12 +108,20 @@ def _check_transcripts(splits: dict[str, list[Utterance]], report: LeakageReport
             "a text model can memorise them (IEMOCAP's scripted sessions do this — report improvised-only too)")
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def audio_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-1 of a file's bytes; remembered per (path, size, mtime) so a sweep hashes each file once."""
+    stat = os.stat(path)
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha1()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(chunk), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def check_duplicate_audio(splits: dict[str, list[Utterance]], report: LeakageReport | None = None) -> LeakageReport:
