@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmemo.data.batching import length_sorted_batches  # re-exported: it used to live here
 from mmemo.encoders.base import EncoderOutput, LayerMixer, SpeechEncoder, check_layer
 from mmemo.encoders.emotion2vec_checkpoints import (
     CONFIG_FILE,
@@ -437,19 +438,3 @@ class Emotion2vecEncoder(SpeechEncoder):
         logits = self.model.proj(pooled.to(self.model.proj.weight.dtype))
         unused = torch.tensor([label.startswith("unuse") for label in self.labels], device=logits.device)
         return logits.masked_fill(unused, float("-inf"))
-
-
-def length_sorted_batches(lengths: Sequence[int], max_padded_samples: int) -> list[list[int]]:
-    """Indices grouped longest-first so that each padded batch holds at most ``max_padded_samples``.
-
-    Similar lengths share a batch, so little compute goes to padding, and short clips come
-    in larger batches than long ones (a batch always holds at least one clip).
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    groups: list[list[int]] = []
-    for index in order:
-        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= max_padded_samples:
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
