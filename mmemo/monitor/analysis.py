@@ -1,0 +1,283 @@
+"""The monitor's core: audio in, prediction + alerts + stored record out.
+
+Every entry point - upload, WebSocket, chunked HTTP, watch folder - goes through a
+:class:`Monitor`, so they all share one Predictor (the same class ``mmemo predict`` uses),
+one alert engine with its cooldowns, one store and one webhook queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mmemo.data.audio import SAMPLE_RATE, AudioError, load_audio
+from mmemo.monitor.batching import PredictionBatcher
+from mmemo.monitor.delivery import AlertDispatcher, Transport
+from mmemo.monitor.engine import Alert, AlertEngine
+from mmemo.monitor.rules import RulesFile, RulesPoller, default_rules_path
+from mmemo.monitor.settings import MonitorSettings
+from mmemo.monitor.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisError(ValueError):
+    """Audio the service cannot analyse (undecodable, too long, ...): a client error."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+def load_predictor(settings: MonitorSettings):
+    """The shared Predictor for ``--model`` (mmemo checkpoint, FunASR dir or hub id)."""
+    from mmemo.inference.predictor import Predictor
+
+    if not settings.model:
+        raise ValueError("--model is required: an mmemo .ckpt, a FunASR emotion2vec(+) folder or a hub id")
+    options = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
+    return Predictor.from_source(settings.model, device=settings.device, **options)
+
+
+def _default_stream_factory(predictor, settings: MonitorSettings):
+    """``factory(sample_format)`` -> a StreamSession reading that PCM format."""
+    from mmemo.inference.stream import StreamSession
+
+    encodings = {"s16le": "pcm_s16le", "f32le": "f32le"}
+    return lambda sample_format: StreamSession(
+        predictor, smooth=settings.smooth, encoding=encodings[sample_format], hop_seconds=settings.stream_hop_s,
+        context_seconds=settings.stream_context_s, lookahead_seconds=settings.stream_lookahead_s)
+
+
+class Monitor:
+    def __init__(self, settings: MonitorSettings, predictor, *, transport: Transport | None = None,
+                 stream_factory: Callable[[str], object] | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self.predictor = predictor
+        self.classes = list(predictor.classes)
+        self.model_id = str(getattr(predictor, "model_id", settings.model or "unknown"))
+        self.frame_period = 1.0 / float(predictor.frame_rate)
+        self.clock = clock
+        self.started = clock()
+        self.rules_file = RulesFile(settings.rules or default_rules_path(), self.classes)
+        self.engine = AlertEngine(lambda: self.rules_file.ruleset, self.classes)
+        self.store = ResultStore(settings.db_url, hash_ids=settings.hash_ids, salt=settings.salt or "",
+                                 retention_days=settings.retention_days)
+        self.dispatcher = AlertDispatcher(self.store, transport, sleep=sleep,
+                                          backoff_scale=settings.webhook_backoff_scale)
+        self.batcher = PredictionBatcher(predictor, max_batch=settings.batch_size,
+                                         max_wait=settings.batch_wait_ms / 1000, embeddings=settings.embeddings,
+                                         smooth=settings.smooth,
+                                         granularity="frame" if getattr(predictor, "supports_frames", True)
+                                         else "utterance")
+        self._stream_factory = stream_factory or _default_stream_factory(predictor, settings)
+        self._poller = RulesPoller(self.rules_file, settings.rules_poll_seconds)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.live_streams = 0
+        self._streams_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.store.purge_expired()
+        self.dispatcher.start()
+        if self.settings.rules_poll_seconds > 0:
+            self._poller.start()
+        if self.settings.retention_days:
+            self._spawn(self._purge_loop, "mmemo-retention")
+        if self.settings.watch is not None:
+            from mmemo.monitor.watch import WatchFolder
+
+            watcher = WatchFolder(self, Path(self.settings.watch), self.settings.watch_poll_seconds,
+                                  self.settings.watch_channel)
+            self._spawn(lambda: watcher.run(self._stop), "mmemo-watch")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _purge_loop(self) -> None:
+        while not self._stop.wait(3600):
+            self.store.purge_expired()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._poller.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.batcher.close()
+        self.dispatcher.join(timeout=5)
+        self.dispatcher.stop()
+        self.store.close()
+
+    # -- audio -----------------------------------------------------------------------------------
+    def decode(self, path: Path) -> np.ndarray:
+        """Decode an uploaded file to mono 16 kHz, refusing clips over ``max_duration_s``."""
+        limit = self.settings.max_duration_s
+        try:
+            clip = load_audio(path, max_seconds=limit)
+        except AudioError as error:
+            raise AnalysisError(f"cannot decode the upload: {error.reason}") from None
+        if clip.source_seconds > limit + 1e-3:
+            raise AnalysisError(f"audio is {clip.source_seconds:.1f} s long; the limit is {limit:g} s "
+                                f"(--max-duration)", status=413)
+        return clip.wave
+
+    def decode_bytes(self, data: bytes, suffix: str = "") -> np.ndarray:
+        with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
+            handle.write(data)
+            handle.flush()
+            return self.decode(Path(handle.name))
+
+    # -- analysis --------------------------------------------------------------------------------
+    def analyze(self, waveform: np.ndarray, *, audio_id: str | None = None, channel: str = "default",
+                source: str = "upload") -> dict:
+        """Predict one clip, run the rules over its frames, store everything; the API's answer."""
+        audio_id = audio_id or uuid.uuid4().hex
+        received = self.clock()
+        prediction = self.batcher.predict(waveform, audio_id)
+        if prediction.error:
+            raise AnalysisError(f"the model could not analyse {audio_id!r}: {prediction.error}")
+        timeline = prediction.timeline
+        if timeline is not None and len(timeline.times):
+            times, probs, period = np.asarray(timeline.times), np.asarray(timeline.scores), self.frame_period
+        else:  # a model without frame scores: the utterance score as one frame spanning the clip
+            period = max(prediction.duration, 1e-3)
+            times = np.array([period / 2])
+            probs = np.array([[prediction.scores[c] for c in self.classes]])
+        session = self.engine.session(channel, audio_id, period, start_time=received)
+        alerts = self._raise_alerts(session.feed(times, probs))
+        record = self.store.add_record(
+            audio_id=audio_id, channel=channel, source=source, model_id=self.model_id,
+            granularity=self.batcher.granularity,
+            label=prediction.label, confidence=prediction.confidence, scores=prediction.scores,
+            duration=prediction.duration, embedding_path=self._save_embedding(prediction.embedding),
+            timeline=(times, probs) if timeline is not None else None, classes=self.classes,
+            alert_ids=[a["id"] for a in alerts])
+        result = prediction.to_dict()
+        result.pop("embedding", None)
+        return {"record": record, "prediction": result, "alerts": alerts}
+
+    def _raise_alerts(self, alerts: list[Alert]) -> list[dict]:
+        """Store each firing and hand it to delivery; returns the alerts as stored (with ids)."""
+        out = []
+        for alert in alerts:
+            data = alert.to_dict()
+            data["audio_id"] = self.store.stored_id(alert.audio_id)  # never leak a hashed id's original
+            alert_id = self.store.add_alert(alert)
+            self.dispatcher.dispatch(data, alert_id, alert.actions)
+            out.append({"id": alert_id, **data})
+        return out
+
+    def _save_embedding(self, embedding) -> str | None:
+        if embedding is None or not self.settings.embeddings:
+            return None
+        folder = self.settings.data_dir / "embeddings"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.npy"  # not the audio id: ids may be personal data
+        np.save(path, np.asarray(embedding, dtype=np.float32))
+        return str(path.resolve())
+
+    def open_stream(self, *, channel: str = "default", audio_id: str | None = None,
+                    sample_format: str = "s16le") -> "LiveStream":
+        return LiveStream(self, channel, audio_id or uuid.uuid4().hex, sample_format)
+
+    def health(self) -> dict:
+        rules = self.rules_file.ruleset.rules
+        return {"status": "ok", "model_id": self.model_id, "classes": self.classes,
+                "frame_rate": 1.0 / self.frame_period, "uptime_s": round(self.clock() - self.started, 1),
+                "rules": {"count": len(rules), "version": self.rules_file.version, "path": str(self.rules_file.path),
+                          "error": self.rules_file.last_error},
+                "live_streams": self.live_streams, "journal_mode": self.store.journal_mode(),
+                "webhooks": {"delivered": self.dispatcher.delivered, "dead_lettered": self.dispatcher.dead}}
+
+
+SAMPLE_FORMATS = {"s16le": 2, "f32le": 4}
+
+
+class LiveStream:
+    """One live audio stream: PCM chunks in, new frame scores and alerts out, a record at the end."""
+
+    def __init__(self, monitor: Monitor, channel: str, audio_id: str, sample_format: str):
+        if sample_format not in SAMPLE_FORMATS:
+            raise AnalysisError(f"format must be one of {', '.join(SAMPLE_FORMATS)}; got {sample_format!r}")
+        self.monitor, self.channel, self.audio_id, self.format = monitor, channel, audio_id, sample_format
+        self.session = monitor._stream_factory(sample_format)
+        self.rules = monitor.engine.session(channel, audio_id, monitor.frame_period, start_time=monitor.clock())
+        self.times: list[np.ndarray] = []
+        self.probs: list[np.ndarray] = []
+        self.alert_ids: list[int] = []
+        self.samples = 0
+        self.finished = False
+        with monitor._streams_lock:
+            monitor.live_streams += 1
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def push(self, chunk: bytes) -> dict:
+        """Raises ValueError for a malformed chunk (the caller closes the stream)."""
+        width = SAMPLE_FORMATS[self.format]
+        limit = self.monitor.settings.max_stream_s
+        if (self.samples + len(chunk) // width) / SAMPLE_RATE > limit:
+            raise OverflowError(f"stream longer than the {limit:g} s limit (--max-stream)")
+        with self.monitor.batcher.model_lock:
+            times, probs = self.session.push(chunk)  # ValueError when malformed
+        self.samples += len(chunk) // width
+        return self._frames(times, probs)
+
+    def _frames(self, times, probs) -> dict:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        probs = np.asarray(probs, dtype=np.float64).reshape(len(times), len(self.monitor.classes))
+        alerts = self.monitor._raise_alerts(self.rules.feed(times, probs)) if len(times) else []
+        self.alert_ids += [a["id"] for a in alerts]
+        if len(times):
+            self.times.append(times)
+            self.probs.append(probs)
+        return {"type": "frames", "times": np.round(times, 4).tolist(), "scores": np.round(probs, 5).tolist(),
+                "seconds": round(self.seconds, 3), "alerts": alerts}
+
+    def finish(self) -> dict:
+        """Flush the last frames and store the stream's record (mean frame scores)."""
+        if self.finished:
+            raise RuntimeError("stream already finished")
+        self.finished = True
+        with self.monitor._streams_lock:
+            self.monitor.live_streams -= 1
+        last = None
+        with self.monitor.batcher.model_lock:
+            tail = self.session.finish()
+        if isinstance(tail, tuple) and len(tail) == 2:
+            last = self._frames(*tail)
+        times = np.concatenate(self.times) if self.times else np.zeros(0)
+        probs = np.concatenate(self.probs) if self.probs else np.zeros((0, len(self.monitor.classes)))
+        if len(times):
+            mean = probs.mean(axis=0)
+            scores = {c: float(p) for c, p in zip(self.monitor.classes, mean)}
+            label, confidence = self.monitor.classes[int(mean.argmax())], float(mean.max())
+        else:
+            scores, label, confidence = {}, None, None
+        record = self.monitor.store.add_record(
+            audio_id=self.audio_id, channel=self.channel, source="stream", model_id=self.monitor.model_id,
+            granularity="frame", label=label, confidence=confidence, scores=scores, duration=self.seconds,
+            timeline=(times, probs) if len(times) else None, classes=self.monitor.classes,
+            alert_ids=self.alert_ids, error=None if len(times) else "no frames: the stream was too short")
+        return {"type": "summary", "record": record, "last": last}
+
+    def abort(self) -> None:
+        """The client vanished: keep what was analysed."""
+        if not self.finished:
+            try:
+                self.finish()
+            except Exception:
+                log.exception("could not store the record of an interrupted stream")

@@ -1,0 +1,347 @@
+"""Alert rules: the YAML format, its validation, and the rules file that reloads itself.
+
+A rule watches one score per frame - one emotion's probability (``type: threshold``) or the
+sum of several (``type: combination``) - and fires when that score meets ``threshold`` over
+a window of at least ``duration`` seconds (every frame with ``aggregate: min``, the window
+average with ``aggregate: mean``). Evaluation lives in :mod:`mmemo.monitor.engine`; this module
+only turns a file into validated :class:`Rule` objects, with errors that name the file, the
+rule and the field, so a typo never silently disables an alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+#: Priority names in increasing order of urgency; stored and compared as their index.
+PRIORITIES = ("low", "medium", "high", "critical")
+RULE_TYPES = ("threshold", "combination")
+AGGREGATES = ("min", "mean")
+ACTION_TYPES = ("log", "webhook")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+_RULE_FIELDS = {"name", "type", "emotion", "emotions", "threshold", "duration", "aggregate", "channels",
+                "priority", "cooldown", "actions", "enabled", "description"}
+_DEFAULT_FIELDS = {"duration", "aggregate", "channels", "priority", "cooldown", "actions"}
+_ACTION_FIELDS = {"log": {"type", "level"},
+                  "webhook": {"type", "url", "retries", "backoff", "timeout", "headers"}}
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; the message names the file, rule and field."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """Where a firing goes: the service log, or an HTTP POST retried with exponential backoff."""
+
+    type: str
+    level: str = "warning"  # log
+    url: str = ""  # webhook
+    retries: int = 3  # attempts after the first one
+    backoff: float = 1.0  # seconds before the first retry; doubled each time
+    timeout: float = 5.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    type: str
+    emotions: tuple[str, ...]
+    threshold: float
+    duration: float = 0.0
+    aggregate: str = "min"
+    channels: tuple[str, ...] = ("*",)
+    priority: str = "medium"
+    cooldown: float = 60.0
+    actions: tuple[Action, ...] = (Action("log"),)
+    description: str = ""
+
+    def applies_to(self, channel: str) -> bool:
+        return "*" in self.channels or channel in self.channels
+
+    @property
+    def rank(self) -> int:
+        return PRIORITIES.index(self.priority)
+
+    def key(self) -> str:
+        """Identity of the condition: a reloaded rule with the same key keeps its window state."""
+        text = repr((self.name, self.type, self.emotions, self.threshold, self.duration, self.aggregate))
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        what = self.emotions[0] if self.type == "threshold" else " + ".join(self.emotions)
+        window = "every frame" if self.aggregate == "min" else "window mean"
+        return f"{what} >= {self.threshold:g} for >= {self.duration:g} s ({window})"
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+    source: str = "<memory>"
+    digest: str = ""
+
+    def for_channel(self, channel: str) -> list[Rule]:
+        return [rule for rule in self.rules if rule.applies_to(channel)]
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Every emotion a rule names must be one of the model's classes."""
+        known = set(classes)
+        for index, rule in enumerate(self.rules):
+            for emotion in rule.emotions:
+                if emotion not in known:
+                    field_name = "emotion" if rule.type == "threshold" else "emotions"
+                    raise RulesError(f"{self.source}: rule {rule.name!r} (#{index + 1}), field {field_name!r}: "
+                                     f"{emotion!r} is not a class of the model (classes: {', '.join(classes)})")
+
+
+# -- parsing -------------------------------------------------------------------------------------
+def _fail(source: str, where: str, field_name: str, problem: str) -> RulesError:
+    return RulesError(f"{source}: {where}, field {field_name!r}: {problem}")
+
+
+def _number(value: Any, source: str, where: str, name: str, low: float, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(source, where, name, f"must be a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        raise _fail(source, where, name, f"must be {bounds}, got {value!r}")
+    return float(value)
+
+
+def _choice(value: Any, choices: Sequence[str], source: str, where: str, name: str) -> str:
+    if value not in choices:
+        raise _fail(source, where, name, f"must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _parse_action(raw: Any, source: str, where: str, index: int) -> Action:
+    name = f"actions[{index}]"
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    if not isinstance(raw, dict):
+        raise _fail(source, where, name, f"must be a mapping like {{type: log}}, got {raw!r}")
+    kind = _choice(raw.get("type"), ACTION_TYPES, source, where, f"{name}.type")
+    unknown = set(raw) - _ACTION_FIELDS[kind]
+    if unknown:
+        raise _fail(source, where, f"{name}.{sorted(unknown)[0]}",
+                    f"unknown for a {kind} action (allowed: {', '.join(sorted(_ACTION_FIELDS[kind]))})")
+    if kind == "log":
+        return Action("log", level=_choice(raw.get("level", "warning"), LOG_LEVELS, source, where, f"{name}.level"))
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise _fail(source, where, f"{name}.url", f"must be an http:// or https:// URL, got {url!r}")
+    retries = raw.get("retries", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
+        raise _fail(source, where, f"{name}.retries", f"must be an integer in [0, 20], got {retries!r}")
+    headers = raw.get("headers", {}) or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise _fail(source, where, f"{name}.headers", "must map header names to strings")
+    return Action("webhook", url=url, retries=retries,
+                  backoff=_number(raw.get("backoff", 1.0), source, where, f"{name}.backoff", 0.0, 3600.0),
+                  timeout=_number(raw.get("timeout", 5.0), source, where, f"{name}.timeout", 0.001, 600.0),
+                  headers=tuple(sorted((str(k), v) for k, v in headers.items())))
+
+
+def _parse_rule(raw: Any, defaults: dict, source: str, index: int, seen: set[str]) -> Rule | None:
+    if not isinstance(raw, dict):
+        raise RulesError(f"{source}: rule #{index + 1} must be a mapping, got {raw!r}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RulesError(f"{source}: rule #{index + 1}, field 'name': every rule needs a non-empty name")
+    where = f"rule {name!r} (#{index + 1})"
+    if name in seen:
+        raise _fail(source, where, "name", "duplicate rule name (names identify rules in alerts and cooldowns)")
+    seen.add(name)
+    unknown = set(raw) - _RULE_FIELDS
+    if unknown:
+        raise _fail(source, where, sorted(unknown)[0], f"unknown field (allowed: {', '.join(sorted(_RULE_FIELDS))})")
+    merged = {**defaults, **raw}
+    kind = _choice(merged.get("type"), RULE_TYPES, source, where, "type")
+    if kind == "threshold":
+        if "emotions" in raw:
+            raise _fail(source, where, "emotions", "a threshold rule takes one 'emotion'; use type: combination "
+                                                   "for a sum of emotions")
+        emotion = merged.get("emotion")
+        if not isinstance(emotion, str) or not emotion:
+            raise _fail(source, where, "emotion", f"a threshold rule needs one emotion name, got {emotion!r}")
+        emotions: tuple[str, ...] = (emotion,)
+    else:
+        if "emotion" in raw:
+            raise _fail(source, where, "emotion", "a combination rule takes a list 'emotions'")
+        listed = merged.get("emotions")
+        if (not isinstance(listed, list) or len(listed) < 2
+                or not all(isinstance(e, str) and e for e in listed)):
+            raise _fail(source, where, "emotions", f"a combination needs a list of >= 2 emotion names, got {listed!r}")
+        if len(set(listed)) != len(listed):
+            raise _fail(source, where, "emotions", f"lists an emotion twice: {listed!r}")
+        emotions = tuple(listed)
+    if "threshold" not in merged:
+        raise _fail(source, where, "threshold", "missing (a score in [0, 1] for threshold rules)")
+    threshold = _number(merged["threshold"], source, where, "threshold", 0.0,
+                        1.0 if kind == "threshold" else float(len(emotions)))
+    channels = merged.get("channels", ["*"])
+    if isinstance(channels, str):
+        channels = [channels]
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, str) and c for c in channels):
+        raise _fail(source, where, "channels", f"must be a list of channel names or ['*'], got {channels!r}")
+    actions_raw = merged.get("actions", [{"type": "log"}])
+    if not isinstance(actions_raw, list) or not actions_raw:
+        raise _fail(source, where, "actions", f"must be a non-empty list of actions, got {actions_raw!r}")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _fail(source, where, "enabled", f"must be true or false, got {enabled!r}")
+    rule = Rule(
+        name=name, type=kind, emotions=emotions, threshold=threshold,
+        duration=_number(merged.get("duration", 0.0), source, where, "duration", 0.0, 86_400.0),
+        aggregate=_choice(merged.get("aggregate", "min"), AGGREGATES, source, where, "aggregate"),
+        channels=tuple(channels),
+        priority=_choice(merged.get("priority", "medium"), PRIORITIES, source, where, "priority"),
+        cooldown=_number(merged.get("cooldown", 60.0), source, where, "cooldown", 0.0),
+        actions=tuple(_parse_action(a, source, where, i) for i, a in enumerate(actions_raw)),
+        description=str(raw.get("description", "")),
+    )
+    return rule if enabled else None
+
+
+def parse_rules(data: Any, source: str = "<memory>") -> RuleSet:
+    """Validate a parsed rules document (``{defaults: {...}, rules: [...]}``)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RulesError(f"{source}: the top level must be a mapping with a 'rules' list")
+    unknown = set(data) - {"defaults", "rules"}
+    if unknown:
+        raise RulesError(f"{source}: unknown top-level key {sorted(unknown)[0]!r} (allowed: defaults, rules)")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise RulesError(f"{source}: 'defaults' must be a mapping")
+    bad = set(defaults) - _DEFAULT_FIELDS
+    if bad:
+        raise RulesError(f"{source}: defaults, field {sorted(bad)[0]!r}: not allowed in defaults "
+                         f"(allowed: {', '.join(sorted(_DEFAULT_FIELDS))})")
+    raw_rules = data.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise RulesError(f"{source}: 'rules' must be a list")
+    seen: set[str] = set()
+    rules = [rule for i, raw in enumerate(raw_rules) if (rule := _parse_rule(raw, defaults, source, i, seen))]
+    return RuleSet(rules, source)
+
+
+def load_rules(path: str | Path, classes: Sequence[str] | None = None) -> RuleSet:
+    """Read and validate a rules file; with ``classes``, also check every emotion name exists."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RulesError(f"{path}: cannot read the rules file ({error.strerror or error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RulesError(f"{path}: not valid YAML: {error}") from None
+    ruleset = parse_rules(data, str(path))
+    ruleset.digest = hashlib.sha256(text.encode()).hexdigest()
+    if classes is not None:
+        ruleset.check_classes(classes)
+    return ruleset
+
+
+def default_rules_path() -> Path:
+    """``configs/monitor/rules.yaml`` of this checkout (the default rule: angry >= 0.75 for 2 s)."""
+    from mmemo.config import config_dir
+
+    return Path(config_dir()) / "monitor" / "rules.yaml"
+
+
+@dataclass
+class ReloadResult:
+    changed: bool
+    error: str | None = None
+    rules: int = 0
+
+
+class RulesFile:
+    """A rules file kept current: :meth:`poll` reloads it when its content changed.
+
+    A file that fails validation is refused and the previous rules stay active, so editing
+    the file on a live service can never leave it without alerts; the error is kept in
+    :attr:`last_error` (shown by ``GET /health`` and ``GET /rules``).
+    """
+
+    def __init__(self, path: str | Path, classes: Sequence[str] | None = None):
+        self.path = Path(path)
+        self.classes = list(classes) if classes is not None else None
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self.last_error: str | None = None
+        self.ruleset = load_rules(self.path, self.classes)  # the first load must succeed
+        self._stamp = self._current_stamp()
+        self.version = 1
+
+    def _current_stamp(self) -> tuple[float, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def reload(self) -> ReloadResult:
+        """Re-read the file now (``POST /rules/reload``)."""
+        with self._lock:
+            stamp = self._current_stamp()
+            try:
+                ruleset = load_rules(self.path, self.classes)
+            except RulesError as error:
+                self._stamp = stamp  # do not retry the same broken content on every poll
+                self.last_error = str(error)
+                log.error("rules not reloaded, keeping the previous %d rule(s): %s", len(self.ruleset.rules), error)
+                return ReloadResult(False, str(error), len(self.ruleset.rules))
+            self._stamp, self.last_error = stamp, None
+            changed = ruleset.digest != self.ruleset.digest
+            if changed:
+                self.ruleset = ruleset
+                self.version += 1
+                log.info("rules reloaded from %s: %d rule(s)", self.path, len(ruleset.rules))
+            return ReloadResult(changed, None, len(ruleset.rules))
+
+    def poll(self) -> ReloadResult | None:
+        """Reload if the file's mtime or size changed since the last look (hot reload)."""
+        if self._current_stamp() == self._stamp:
+            return None
+        return self.reload()
+
+
+@dataclass
+class RulesPoller:
+    """A daemon thread calling :meth:`RulesFile.poll` every ``interval`` seconds."""
+
+    rules_file: RulesFile
+    interval: float = 1.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mmemo-rules-poll", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.rules_file.poll()
+            except Exception:  # a poll must never kill the thread
+                log.exception("rules poll failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
