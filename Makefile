@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmemo-setup
 
-.PHONY: setup demo test test-all clean-runs
+.PHONY: setup demo test test-all test-ui clean-runs
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ test: setup
 ## Everything, including tests marked slow.
 test-all: setup
 	$(PY) -m pytest -m "slow or not slow"
+
+## The web UI in headless Chromium (installs Debian's chromium + chromium-driver when it can).
+test-ui: setup
+	bash scripts/setup_browser.sh
+	$(PY) -m pytest -m browser
 
 clean-runs:
 	rm -rf runs

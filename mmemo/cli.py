@@ -135,6 +135,85 @@ def cmd_data_folds(args: argparse.Namespace) -> None:
     print(f"wrote {len(paths) // 2} folds to {args.out}")
 
 
+def cmd_sweep_wandb(args: argparse.Namespace) -> None:
+    from mmemo.sweeps.wandb_sweep import start_wandb_sweep
+
+    start_wandb_sweep(args.config, method=args.method, count=args.count, project=args.project,
+                      entity=args.entity, dry_run=args.dry_run)
+
+
+def cmd_sweep_job(args: argparse.Namespace) -> None:
+    from mmemo.sweeps.wandb_sweep import run_job
+
+    run_job(args.config, args.overrides)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from mmemo.inference.run import DEFAULT_MODEL, predict
+
+    try:
+        summary = predict(args.paths, args.model or DEFAULT_MODEL, granularity=args.granularity,
+                          embeddings_dir=args.embeddings, fmt=args.format, out=args.out, batch_size=args.batch_size,
+                          batch_seconds=args.batch_seconds, smooth=args.smooth, max_seconds=args.max_seconds,
+                          audio_root=args.audio_root, device=args.device, progress=not args.no_progress,
+                          use_text=not args.no_text)
+    except (OSError, NotImplementedError) as error:  # e.g. a hub id while offline: a message, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(summary.render(), file=sys.stderr)
+    if summary.failed:
+        sys.exit(1)
+
+
+def cmd_monitor_serve(args: argparse.Namespace) -> None:
+    from mmemo.monitor.service import serve
+    from mmemo.monitor.settings import MonitorSettings
+
+    serve(MonitorSettings(
+        model=args.model, device=args.device, compute_dtype=args.compute_dtype, host=args.host, port=args.port, token=args.token,
+        insecure_local=args.insecure_local, db_url=args.db_url, data_dir=args.data_dir, rules=args.rules,
+        watch=args.watch, embeddings=args.embeddings, smooth=args.smooth, max_upload_mb=args.max_upload_mb,
+        max_duration_s=args.max_duration, max_stream_s=args.max_stream, cors_origins=args.cors_origin or [],
+        retention_days=args.retention_days, hash_ids=args.hash_ids, batch_size=args.batch_size,
+        stream_hop_s=args.stream_hop, stream_context_s=args.stream_context, stream_lookahead_s=args.stream_lookahead))
+
+
+def _add_monitor_parser(sub) -> None:
+    monitor = sub.add_parser("monitor", help="emotion monitor service: HTTP/WebSocket API, alert rules, web UI")
+    serve = monitor.add_subparsers(dest="monitor_command", required=True).add_parser(
+        "serve", help="run the monitor (docs/monitor.md)")
+    serve.add_argument("--model", required=True, help="mmemo checkpoint (.ckpt), FunASR emotion2vec(+) folder or hub id")
+    serve.add_argument("--device", default="cpu")
+    serve.add_argument("--compute-dtype", default=None, dest="compute_dtype", choices=["float32", "bfloat16"],
+                       help="encoder compute dtype for FunASR emotion2vec folders (bfloat16: ~2x faster on CPUs with bf16)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", default=None, help="bearer token (default: $MMEMO_MONITOR_TOKEN; prefer the env var)")
+    serve.add_argument("--insecure-local", action="store_true", dest="insecure_local",
+                       help="no token; only allowed with a loopback --host (demos)")
+    serve.add_argument("--db-url", default=None, dest="db_url",
+                       help="SQLAlchemy URL, e.g. postgresql+psycopg://... (default: SQLite DATA_DIR/monitor.db)")
+    serve.add_argument("--data-dir", default="runs/monitor", dest="data_dir", help="SQLite file and embeddings")
+    serve.add_argument("--rules", default=None, help="rules YAML (default: configs/monitor/rules.yaml); hot-reloaded")
+    serve.add_argument("--watch", default=None, metavar="DIR", help="also analyse audio files dropped into DIR")
+    serve.add_argument("--embeddings", action="store_true", help="save each clip's embedding (.npy) in DATA_DIR")
+    serve.add_argument("--smooth", type=int, default=1, help="frames per frame-score window (1 = none)")
+    serve.add_argument("--max-upload-mb", type=float, default=25.0, dest="max_upload_mb")
+    serve.add_argument("--max-duration", type=float, default=600.0, dest="max_duration", help="seconds per upload")
+    serve.add_argument("--max-stream", type=float, default=4 * 3600.0, dest="max_stream", help="seconds per stream")
+    serve.add_argument("--cors-origin", action="append", dest="cors_origin", help="allow this origin (CORS is off)")
+    serve.add_argument("--retention-days", type=float, default=None, dest="retention_days")
+    serve.add_argument("--hash-ids", action="store_true", dest="hash_ids",
+                       help="store salted hashes of audio ids (salt: $MMEMO_MONITOR_SALT)")
+    serve.add_argument("--batch-size", type=int, default=8, dest="batch_size", help="uploads per model call")
+    serve.add_argument("--stream-hop", type=float, default=1.0, dest="stream_hop",
+                       help="seconds of new audio per streamed segment (latency vs compute)")
+    serve.add_argument("--stream-context", type=float, default=1.0, dest="stream_context",
+                       help="seconds of past audio re-encoded with each segment")
+    serve.add_argument("--stream-lookahead", type=float, default=0.5, dest="stream_lookahead",
+                       help="seconds of future audio a frame waits for")
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     from mmemo.evaluation.tables import build_table, load_runs, run_key, to_markdown, write_table
 
@@ -218,6 +297,41 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--n-folds", type=int, default=None,
                        help="number of folds (default: one per group, i.e. leave-one-group-out)")
     folds.add_argument("--name", default=None, help="file prefix (default: the dataset field)")
+
+    sweep = sub.add_parser("sweep", help="hyperparameter sweeps on external engines (W&B sweeps)").add_subparsers(
+        dest="sweep_command", required=True)
+    wandb_sweep = sweep.add_parser("wandb", help="turn an hparams_search config into a W&B sweep and run an agent")
+    wandb_sweep.add_argument("config", help="hparams_search name (e.g. fusion_optuna) or a yaml path")
+    wandb_sweep.add_argument("--method", default="bayes", choices=["bayes", "random", "grid"])
+    wandb_sweep.add_argument("--count", type=int, default=None, help="jobs this agent runs (default: until done)")
+    wandb_sweep.add_argument("--project", default=None, help="W&B project (default: $WANDB_PROJECT or mmemo)")
+    wandb_sweep.add_argument("--entity", default=None)
+    wandb_sweep.add_argument("--dry-run", action="store_true", help="print the sweep spec and example job commands")
+    job = sweep.add_parser("job", help="one W&B sweep job (the agent runs this): mmemo train with the drawn values")
+    job.add_argument("config")
+    job.add_argument("overrides", nargs=argparse.REMAINDER)
+
+    pred = sub.add_parser("predict", help="emotion of audio files, folders or manifests (utterance or frame timeline)")
+    pred.add_argument("paths", nargs="+", help="audio files, folders (searched recursively) or .jsonl manifests")
+    pred.add_argument("--model", default=None,
+                      help="mmemo checkpoint (.ckpt), FunASR emotion2vec(+) folder or hub id "
+                           "(default: iic/emotion2vec_plus_base)")
+    pred.add_argument("--granularity", default="utterance", choices=["utterance", "frame"])
+    pred.add_argument("--embeddings", default=None, metavar="DIR", help="save pooled embeddings (.npy + index.jsonl)")
+    pred.add_argument("--format", default="json", choices=["json", "jsonl", "csv"])
+    pred.add_argument("--out", default=None, help="result file (default: stdout)")
+    pred.add_argument("--batch-size", type=int, default=16, dest="batch_size", help="clips per batch")
+    pred.add_argument("--batch-seconds", type=float, default=32.0, dest="batch_seconds",
+                      help="padded audio per batch, seconds")
+    pred.add_argument("--smooth", type=int, default=1, help="frame window N (frames) the head scores; 1 = none")
+    pred.add_argument("--max-seconds", type=float, default=30.0, dest="max_seconds",
+                      help="longest audio encoded at once; utterance scores use the first MAX_SECONDS")
+    pred.add_argument("--audio-root", default=None, dest="audio_root",
+                      help="where a manifest's relative wav paths point (default: the manifest's folder)")
+    pred.add_argument("--device", default="cpu")
+    pred.add_argument("--no-text", action="store_true", dest="no_text", help="ignore manifest transcripts")
+    pred.add_argument("--no-progress", action="store_true", dest="no_progress")
+    _add_monitor_parser(sub)
     return parser
 
 
@@ -239,7 +353,12 @@ def main(argv: list[str] | None = None) -> None:
     log.propagate = False
     handlers = {"demo": cmd_demo, "table": cmd_table, ("data", "synth"): cmd_data_synth, ("data", "check"): cmd_data_check,
                 ("data", "prepare"): cmd_data_prepare, ("data", "folds"): cmd_data_folds}
-    key = args.command if args.command != "data" else ("data", args.data_command)
+    handlers |= {("sweep", "wandb"): cmd_sweep_wandb, ("sweep", "job"): cmd_sweep_job}
+    handlers |= {"predict": cmd_predict}
+    handlers |= {("monitor", "serve"): cmd_monitor_serve}
+    key = {"data": ("data", getattr(args, "data_command", None)),
+           "sweep": ("sweep", getattr(args, "sweep_command", None)),
+           "monitor": ("monitor", getattr(args, "monitor_command", None))}.get(args.command, args.command)
     try:
         handlers[key](args)
     except USER_ERRORS + (ValueError, RuntimeError) as error:

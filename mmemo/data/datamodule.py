@@ -10,10 +10,11 @@ output folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,34 +103,68 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     Indices are sorted by length inside shuffled windows of ``bucket_batches``
     batches, then the batches themselves are shuffled; reseeded every epoch.
+
+    The order is a pure function of (seed, epoch): with ``progress`` (the trainer's
+    ``(epoch, batches done in it)``) a run resumed mid-epoch continues with the very
+    batches the uninterrupted run would have seen. Under DDP each process takes every
+    world-th batch; training pads with repeated batches (equal step counts), evaluation
+    does not, so no sample is counted twice in the metrics.
     """
 
     def __init__(self, lengths: Sequence[float], batch_size: int, *, shuffle: bool, seed: int,
-                 bucket_batches: int = 50):
+                 bucket_batches: int = 50, bucket: bool = True,
+                 progress: Callable[[], tuple[int, int]] | None = None):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.bucket_batches = bucket_batches
-        self.epoch = 0
+        self.bucket = bucket
+        self.progress = progress
+        self.epoch = 0  # used when no trainer reports progress
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        batches = (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        world, rank = self._world()
+        if self.shuffle:
+            return -(-batches // world)
+        return len(range(rank, batches, world))
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def batches(self, epoch: int) -> list[list[int]]:
+        """Every batch of ``epoch`` (all processes), in order."""
         order = list(range(len(self.lengths)))
-        rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1
+        rng = random.Random(self.seed + epoch)
         if self.shuffle:
             rng.shuffle(order)
-        window = self.batch_size * self.bucket_batches
-        ordered: list[int] = []
-        for begin in range(0, len(order), window):
-            ordered += sorted(order[begin: begin + window], key=lambda i: self.lengths[i])
+        ordered: list[int] = order
+        if self.bucket:
+            window = self.batch_size * self.bucket_batches
+            ordered = []
+            for begin in range(0, len(order), window):
+                ordered += sorted(order[begin: begin + window], key=lambda i: self.lengths[i])
         batches = [ordered[i: i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
-        if self.shuffle:
+        if self.shuffle and self.bucket:
             rng.shuffle(batches)
-        yield from batches
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, done = self.progress() if self.progress else (self.epoch, 0)
+        self.epoch = epoch + 1
+        batches = self.batches(epoch)
+        world, rank = self._world()
+        if world > 1:
+            if self.shuffle and len(batches) % world:
+                batches = batches + batches[: world - len(batches) % world]
+            batches = batches[rank::world]
+        yield from batches[done if self.shuffle else 0:]
 
 
 def recorded_audio_root(root: Path) -> Path | None:
@@ -166,6 +201,8 @@ class EmotionDataModule(L.LightningDataModule):
         crop: str = "start",
         on_bad_audio: str = "error",
         missing_text: str = "error",
+        text_source: str = "manifest",
+        asr: dict | None = None,
         audio_memory_gb: float = 2.0,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -197,6 +234,16 @@ class EmotionDataModule(L.LightningDataModule):
         if missing_text not in ("error", "allow"):
             raise ValueError(f"data.missing_text must be 'error' or 'allow', got {missing_text!r}")
         self.missing_text = missing_text
+        if text_source not in ("manifest", "asr"):
+            raise ValueError(f"data.text_source must be 'manifest' or 'asr', got {text_source!r}")
+        self.text_source = text_source
+        from mmemo.data.asr import ASR_DEFAULTS
+
+        unknown = set(asr or {}) - set(ASR_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown data.asr options {sorted(unknown)}; known: {sorted(ASR_DEFAULTS)}")
+        self.asr = {**ASR_DEFAULTS, **(asr or {})}
+        self.asr_report = None
         self.audio_memory_bytes = int(audio_memory_gb * 2**30)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -263,6 +310,8 @@ class EmotionDataModule(L.LightningDataModule):
                 raise ValueError(f"the {split} split of fold {self.fold} is empty after the label map "
                                  f"({splits.files.get(split, 'carved from train')})")
             labelled[split] = (kept, targets)
+        if self.use_text and self.text_source == "asr":
+            labelled = self._asr_transcripts(labelled)
         if self.use_text and self.missing_text == "error":
             self._check_transcripts(labelled)
         if self.use_audio:
@@ -283,6 +332,26 @@ class EmotionDataModule(L.LightningDataModule):
                          for split, ex in examples.items()}
         self._log_summary(splits)
         self._is_set_up = True
+
+    def _asr_transcripts(self, labelled: dict) -> dict:
+        """Replace every transcript by Whisper's (cached per model); log the WER against the manifest's."""
+        from mmemo.data.asr import apply_asr_text, transcribe_utterances
+
+        everything = [u for utterances, _ in labelled.values() for u in utterances]
+        resolve_audio_paths(everything, self.audio_root)
+        texts, report = transcribe_utterances(everything, **self.asr)
+        self.asr_report = report
+        replaced = {split: (apply_asr_text(utterances, texts, report), targets)
+                    for split, (utterances, targets) in labelled.items()}
+        apply_asr_text(everything, texts, report)  # the WER over all splits together
+        if report.wer:
+            log.info("ASR (%s): WER %.2f%% on %d utterances with reference transcripts (%d transcribed, %d cached)",
+                     report.model, 100 * report.wer["wer"], report.wer["utterances"], report.transcribed,
+                     report.reused)
+        if self.output_dir:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "asr.json").write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return replaced
 
     def _check_transcripts(self, labelled) -> None:
         issues = [
@@ -428,14 +497,23 @@ class EmotionDataModule(L.LightningDataModule):
         assert self.label_map is not None, "call setup() first"
         return self.label_map.classes
 
+    def _progress(self) -> tuple[int, int]:
+        """(epoch, training batches already done in it) from the trainer; (0, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 0
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.datasets[split]
         size = self.batch_size if train else self.eval_batch_size
         common = dict(collate_fn=collate, num_workers=self.num_workers,
                       persistent_workers=self.num_workers > 0)
-        if self.bucket_by_length and self.use_audio:
-            sampler = LengthBucketSampler([e.seconds for e in dataset.examples], size,
-                                          shuffle=train, seed=self.seed)
+        distributed = LengthBucketSampler._world()[0] > 1  # DDP: this sampler shards (no padded duplicates)
+        if (self.bucket_by_length and self.use_audio) or distributed or not train:
+            sampler = LengthBucketSampler([e.seconds for e in dataset.examples], size, shuffle=train, seed=self.seed,
+                                          bucket=self.bucket_by_length and self.use_audio,
+                                          progress=self._progress if train else None)
             return DataLoader(dataset, batch_sampler=sampler, **common)
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(dataset, batch_size=size, shuffle=train, generator=generator, **common)

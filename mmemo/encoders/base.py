@@ -164,8 +164,10 @@ class Encoder(nn.Module, abc.ABC):
         return self._fingerprint
 
     def fixed_weights(self) -> dict[str, torch.Tensor]:
-        """Parameters that never train in this mode (what a checkpoint can reference by hash)."""
-        return {name: p for name, p in self.named_parameters() if not p.requires_grad}
+        """Weights that never train in this mode (what a checkpoint can reference by hash):
+        frozen parameters and persistent buffers such as fixed positional tables."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {name: t for name, t in self.state_dict(keep_vars=True).items() if name not in trainable}
 
     def source_fingerprint(self) -> str:
         """A hash of :meth:`fixed_weights`: identifies the pretrained weights a run started from."""

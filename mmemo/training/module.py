@@ -55,9 +55,7 @@ class EmotionClassifier(L.LightningModule):
         if not encoders:
             raise ValueError("no modality left: model.speech and model.text are both none")
         self.encoders = nn.ModuleDict(encoders)
-        fusion = dict(fusion or {"name": "concat"})
-        self.head = build_fusion(fusion.pop("name"), {m: e.dim for m, e in encoders.items()},
-                                 len(self.classes), **fusion)
+        self.head = self.build_head(dict(fusion or {"name": "concat"}))
         self.optim = {"lr": 1e-3, "encoder_lr": 2e-5, "lora_lr": 5e-4, "layer_decay": 1.0, "weight_decay": 0.01, "warmup_ratio": 0.05,
                       "scheduler": "cosine", **(optim or {})}
         loss = {"class_weights": "none", "label_smoothing": 0.0, **(loss or {})}
@@ -73,6 +71,11 @@ class EmotionClassifier(L.LightningModule):
         #: The resolved run config (set by ``train``), stored in checkpoints for ``mmemo eval``.
         self.run_config: dict = {}
 
+    def build_head(self, fusion: dict) -> nn.Module:
+        """The module that turns encoder outputs into class scores (a fusion head by default)."""
+        return build_fusion(fusion.pop("name"), {m: e.dim for m, e in self.encoders.items()},
+                            len(self.classes), **fusion)
+
     def _class_weights(self, mode: str, counts: list[int] | None) -> torch.Tensor | None:
         if mode == "none":
             return None
@@ -87,6 +90,11 @@ class EmotionClassifier(L.LightningModule):
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.encoders)
+
+    @property
+    def needs_text(self) -> bool:
+        """Whether batches must carry transcripts."""
+        return "text" in self.encoders
 
     def encode(self, batch: dict) -> dict[str, EncoderOutput]:
         """Each modality from its cached features when the batch has them, else from its encoder.
@@ -176,6 +184,7 @@ class EmotionClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._close_epoch("test")
+        self.test_predictions = gather_rows(self.test_predictions)
 
     # -- optimisation --------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
@@ -204,17 +213,19 @@ class EmotionClassifier(L.LightningModule):
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad:
                 continue
-            parts = name.split(".")
-            encoder = self.encoders[parts[1]] if parts[0] == "encoders" else None
-            if encoder is None or not hasattr(encoder, "path") or parts[2] == "mixer":
-                key = ("lr", 0)
-            elif "lora_" in name:
-                key = ("lora_lr", 0)
-            else:
-                key = ("encoder_lr", depth_of.get(id(parameter), below_stack.get(parts[1], 0)))
-            groups.setdefault(key, []).append(parameter)
+            group = self._learning_rate_group(name)
+            depth = depth_of.get(id(parameter), below_stack.get(name.split(".")[1], 0)) if group == "encoder_lr" else 0
+            groups.setdefault((group, depth), []).append(parameter)
         return [{"params": params, "lr": self.optim[key] * (decay ** depth if key == "encoder_lr" else 1.0)}
                 for (key, depth), params in sorted(groups.items())]
+
+    def _learning_rate_group(self, name: str) -> str:
+        """``lr`` (new weights), ``lora_lr`` (adapters) or ``encoder_lr`` (pretrained weights)."""
+        parts = name.split(".")
+        encoder = self.encoders[parts[1]] if parts[0] == "encoders" else None
+        if encoder is None or not hasattr(encoder, "path") or parts[2] == "mixer":
+            return "lr"
+        return "lora_lr" if "lora_" in name else "encoder_lr"
 
     def configure_optimizers(self):
         groups = self.parameter_groups()
@@ -252,6 +263,7 @@ class EmotionClassifier(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in external}
         checkpoint["mmemo_external_encoders"] = {m: self._source(m) for m in self._external_encoders()}
         checkpoint["mmemo_classes"] = self.classes
+        checkpoint["mmemo_model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["mmemo_run_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -268,6 +280,17 @@ class EmotionClassifier(L.LightningModule):
                 )
 
 
+def gather_rows(rows: list[dict]) -> list[dict]:
+    """Every process's rows under DDP (each rank tested its own share of batches), else ``rows``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    shares: list = [None] * dist.get_world_size()
+    dist.all_gather_object(shares, rows)
+    return [row for share in shares for row in share]
+
+
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EmotionClassifier:
     """Load any mmemo checkpoint for evaluation or prediction (same path everywhere)."""
     path = Path(path)
@@ -276,8 +299,23 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     if "hyper_parameters" not in checkpoint or "mmemo_classes" not in checkpoint:
         raise ValueError(f"{path} is not an mmemo EmotionClassifier checkpoint")
-    model = EmotionClassifier(**checkpoint["hyper_parameters"])
+    model = model_class(checkpoint.get("mmemo_model_class"))(**checkpoint["hyper_parameters"])
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=False)
     model.run_config = checkpoint.get("mmemo_run_config", {})
     return model.eval()
+
+
+def model_class(qualified: str | None) -> type[EmotionClassifier]:
+    """The EmotionClassifier subclass a checkpoint was saved from (only mmemo's own classes)."""
+    if not qualified:
+        return EmotionClassifier
+    module_name, _, class_name = qualified.rpartition(".")
+    if not module_name.startswith("mmemo."):
+        raise ValueError(f"checkpoint names model class {qualified!r}, which is not an mmemo class")
+    import importlib
+
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, EmotionClassifier)):
+        raise ValueError(f"checkpoint names model class {qualified!r}, which is not an EmotionClassifier")
+    return cls

@@ -126,6 +126,7 @@ def run_metadata(cfg: DictConfig, datamodule, started: float) -> dict:
         "split_sizes": {name: len(ds) for name, ds in datamodule.datasets.items()},
         "valid_origin": splits.valid_origin if splits else None,
         "skipped_audio": len(datamodule.skipped),
+        "asr": datamodule.asr_report.to_json() if getattr(datamodule, "asr_report", None) else None,
         "git": git_state(),
         "environment": environment(),
         "output_dir": str(Path(cfg.paths.output_dir).resolve()),
@@ -134,12 +135,20 @@ def run_metadata(cfg: DictConfig, datamodule, started: float) -> dict:
     }
 
 
+#: ``model.kind``: a classifier over encoder outputs, or Whisper generating the label as text.
+MODEL_KINDS = ("classifier", "whisper_label_generation")
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one configuration, test its best-validation checkpoint, write the run's files."""
     if cfg.get("pipeline", "neural") == "classical":
         from mmemo.baselines.classical import run_classical
 
         return run_classical(cfg)
+    from mmemo.sweeps.crossval import train_folds, wants_folds
+
+    if wants_folds(cfg):  # cross_validation.folds=[...]: one job trains each fold, returns the mean
+        return train_folds(cfg)
     started = time.time()
     output_dir = Path(cfg.paths.output_dir)
     if cfg.get("reuse_finished"):
@@ -150,17 +159,29 @@ def train(cfg: DictConfig) -> dict:
     specs = selected_specs(cfg)
     speech, text = specs["speech"], specs["text"]
 
+    kind = cfg.model.get("kind", "classifier")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {kind!r}")
+    generating = kind == "whisper_label_generation"
+    if generating:
+        text = None  # the decoder reads transcripts as targets (joint mode), not through a text encoder
     encoders = {m: build_encoder(spec) for m, spec in (("speech", speech), ("text", text)) if spec}
-    datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=text is not None)
-    attach_feature_cache(datamodule, encoders, cfg.get("features"), head=cfg.model.fusion.get("name", "concat"))
+    needs_text = text is not None or (generating and bool(cfg.model.generation.get("joint_transcript")))
+    datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=needs_text)
+    head = None if generating else cfg.model.fusion.get("name", "concat")
+    attach_feature_cache(datamodule, encoders, cfg.get("features"), head=head)
     datamodule.setup("fit")
     train_counts = Counter(e.label for e in datamodule.datasets["train"].examples)
-    model = EmotionClassifier(
-        classes=list(datamodule.classes), speech=speech, text=text, fusion=_container(cfg.model.fusion),
-        optim=_container(cfg.model.get("optim")), loss=_container(cfg.model.get("loss")),
-        class_counts=[train_counts.get(i, 0) for i in range(len(datamodule.classes))], encoders=encoders,
-        modality_dropout=float(cfg.model.get("modality_dropout", 0.0)),
-    )
+    common = dict(classes=list(datamodule.classes), speech=speech, optim=_container(cfg.model.get("optim")),
+                  loss=_container(cfg.model.get("loss")), encoders=encoders,
+                  class_counts=[train_counts.get(i, 0) for i in range(len(datamodule.classes))])
+    if generating:
+        from mmemo.training.whisper_labels import WhisperLabelClassifier
+
+        model = WhisperLabelClassifier(**common, generation=_container(cfg.model.generation))
+    else:
+        model = EmotionClassifier(**common, text=text, fusion=_container(cfg.model.fusion),
+                                  modality_dropout=float(cfg.model.get("modality_dropout", 0.0)))
     model.run_config = resolved_config(cfg)
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks"))
@@ -188,7 +209,7 @@ def train(cfg: DictConfig) -> dict:
             test = model.results["test"]
         meta = run_metadata(cfg, datamodule, started) | {"best_checkpoint": best,
                                                          "best_epoch": _epoch_of(best)}
-        if test is not None:
+        if test is not None and trainer.is_global_zero:  # under DDP every rank holds the same gathered results
             write_run_report(output_dir, test=test, valid=valid, meta=meta, predictions=model.test_predictions)
             _log_images(loggers, output_dir)
         log.info("%s fold %d: valid UA %.4f | test UA %s -> %s", datamodule.name, datamodule.fold,
@@ -255,7 +276,7 @@ def evaluate(cfg: DictConfig) -> dict:
         data_cfg = OmegaConf.create(model.run_config["data"])
     else:
         raise ValueError("this checkpoint does not record its data config; pass data=... explicitly")
-    datamodule = instantiate(data_cfg, use_audio="speech" in model.modalities, use_text="text" in model.modalities,
+    datamodule = instantiate(data_cfg, use_audio="speech" in model.modalities, use_text=model.needs_text,
                              classes=model.classes, output_dir=str(output_dir), synthesize_if_missing=False)
     datamodule.setup("test")
     if tuple(datamodule.classes) != tuple(model.classes):
@@ -269,7 +290,8 @@ def evaluate(cfg: DictConfig) -> dict:
     result = model.results["test"]
     meta = run_metadata(cfg, datamodule, started) | {"checkpoint": str(Path(cfg.ckpt_path).resolve()),
                                                      "split": split}
-    write_run_report(output_dir, test=result, meta=meta, predictions=model.test_predictions)
+    if trainer.is_global_zero:
+        write_run_report(output_dir, test=result, meta=meta, predictions=model.test_predictions)
     log.info("eval %s on %s fold %d (%s): UA %.4f WA %.4f -> %s", cfg.ckpt_path, datamodule.name,
              datamodule.fold, split, result["UA"], result["WA"], output_dir)
     return {"test": result, "meta": meta}
