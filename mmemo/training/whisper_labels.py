@@ -1,0 +1,294 @@
+"""Whisper fine-tuned to *generate* the emotion label (``model=whisper_label_generation``).
+
+Whisper's own decoder learns to write the label as text after a task prompt,
+optionally followed by the transcript (joint emotion + ASR)::
+
+    <|startofprev|> emotion <|startoftranscript|> [lang] <|transcribe|> <|notimestamps|> ␣angry <|endoftext|>
+    <|startofprev|> emotion <|startoftranscript|> ... <|notimestamps|> ␣angry ␣| ␣I can't believe it <|endoftext|>
+
+The prompt rides on Whisper's native conditioning slot (``<|startofprev|>``, the
+same one ``initial_prompt`` uses), so no new token or embedding is added.
+
+Evaluation never free-runs the decoder: every label in the label set is scored by
+its log-likelihood after the prompt, including the token that ends a label (end of
+text, or the separator before the transcript), so a label that is a prefix of
+another cannot win by stopping early. The arg-max is always a valid label, and the
+scores feed the same UA/WA/F1 metrics as every classifier. The encoder runs on
+variable-length clips (no 30 s padding) and the decoder's cross-attention masks the
+padding of the batch, so a clip's scores do not depend on its batch mates.
+
+Because the model is an :class:`EmotionClassifier`, checkpoints, ``mmemo eval``,
+prediction and the result files work unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from mmemo.encoders.base import Encoder
+from mmemo.fusion.base import FusionOutput
+from mmemo.training.module import EmotionClassifier
+
+#: ``model.generation`` options and their defaults.
+GENERATION_DEFAULTS = {
+    "prompt": "emotion",          # task prompt text, after <|startofprev|>; "" for none
+    "joint_transcript": False,    # also generate the transcript after the label (needs transcripts)
+    "separator": " |",            # between label and transcript in joint mode
+    "language": "en",             # the language token of multilingual checkpoints
+    "label_words": None,          # {class: text} when class names are codes (e.g. neu: neutral)
+    "length_norm": False,         # score = mean instead of sum of the label tokens' log-probs
+    "decoder": None,              # {trainable: full|frozen|top_k|lora, top_k, lora: {...}, gradient_checkpointing}
+}
+
+
+class LabelPrompt:
+    """Token ids of the prompt, of every label, and of the training targets."""
+
+    def __init__(self, tokenizer, classes: list[str], prompt: str, joint: bool, separator: str,
+                 label_words: dict | None, max_tokens: int):
+        self.tokenizer = tokenizer
+        self.eot = tokenizer.eot
+        self.prefix = ([tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())] if prompt.strip() else [])
+        self.prefix += list(tokenizer.sot_sequence_including_notimestamps)
+        words = {c: str((label_words or {}).get(c, c)) for c in classes}
+        self.labels = [tokenizer.encode(" " + words[c].strip()) for c in classes]
+        self.joint = joint
+        self.separator = tokenizer.encode(separator) if joint else []
+        self.end = self.separator if joint else [self.eot]
+        candidates = [tuple(label + self.end) for label in self.labels]
+        if len(set(candidates)) != len(candidates):
+            raise ValueError(f"two labels tokenise identically: {dict(zip(classes, self.labels))}; "
+                             "set model.generation.label_words")
+        self.max_tokens = max_tokens
+        longest = len(self.prefix) + max(map(len, candidates))
+        if longest > max_tokens:
+            raise ValueError(f"prompt + label need {longest} tokens but the decoder takes {max_tokens}; "
+                             "shorten model.generation.prompt")
+
+    def target(self, label: int, transcript: str | None = None) -> list[int]:
+        """The tokens the decoder learns after the prefix; a long transcript is cut to fit the context."""
+        tokens = list(self.labels[label])
+        if self.joint:
+            tokens += self.separator + self.tokenizer.encode(" " + (transcript or "").strip())
+        room = self.max_tokens - len(self.prefix) - 1
+        return tokens[:room] + [self.eot]
+
+    def candidates(self) -> list[list[int]]:
+        """Each label followed by what ends it; the prefix is prepended by the scorer."""
+        return [label + self.end for label in self.labels]
+
+
+def teacher_forcing(prompt: LabelPrompt, labels: list[int], transcripts: list[str] | None,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs [B,L] and next-token targets [B,L] (-100 on the prefix and on padding)."""
+    rows = [prompt.prefix + prompt.target(label, transcripts[i] if transcripts else None)
+            for i, label in enumerate(labels)]
+    width = max(map(len, rows)) - 1
+    inputs = torch.full((len(rows), width), prompt.eot, dtype=torch.long)
+    targets = torch.full((len(rows), width), -100, dtype=torch.long)
+    start = len(prompt.prefix) - 1
+    for i, row in enumerate(rows):
+        inputs[i, : len(row) - 1] = torch.tensor(row[:-1])
+        targets[i, start: len(row) - 1] = torch.tensor(row[len(prompt.prefix):])
+    return inputs.to(device), targets.to(device)
+
+
+class WhisperLabelDecoder(Encoder):
+    """Whisper's text decoder with a cross-attention key mask, and the encoder's trainable modes.
+
+    It reuses :class:`Encoder` for ``trainable`` (frozen | top_k | full | lora), fixed
+    weights and source fingerprints, so a checkpoint stores only what was trained.
+    """
+
+    lora_targets = ("query", "key", "value", "out")
+
+    def __init__(self, path: str, trainable: str = "full", top_k: int = 1, lora: dict | None = None,
+                 gradient_checkpointing: bool = False):
+        super().__init__(trainable, top_k=top_k, lora=lora)
+        from mmemo.encoders.whisper_checkpoints import load_whisper
+
+        self.path = str(path)
+        self.name = f"whisper-decoder-{self.path}"
+        model = load_whisper(self.path)
+        self.dims = model.dims
+        self.multilingual = bool(model.is_multilingual)
+        self.num_languages = int(model.num_languages)
+        self.decoder = model.decoder
+        del model
+        self.gradient_checkpointing = gradient_checkpointing
+        self.apply_trainable_mode()
+
+    @property
+    def dim(self) -> int:
+        return int(self.dims.n_text_state)
+
+    def layer_stack(self):
+        return list(self.decoder.blocks)
+
+    def lora_root(self) -> nn.Module:
+        return self.decoder
+
+    def config(self) -> dict:
+        return {**super().config(), "path": self.path}
+
+    @staticmethod
+    def _attend(attention, x: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | None,
+                causal: bool) -> torch.Tensor:
+        q, k, v = attention.query(x), attention.key(source), attention.value(source)
+        heads = attention.n_head
+        q, k, v = (t.view(*t.shape[:2], heads, -1).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        return attention.out(out.transpose(1, 2).flatten(2))
+
+    def _block(self, block, x: torch.Tensor, memory: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self._attend(block.attn, block.attn_ln(x), block.attn_ln(x), None, causal=True)
+        x = x + self._attend(block.cross_attn, block.cross_attn_ln(x), memory, key_mask, causal=False)
+        return x + block.mlp(block.mlp_ln(x))
+
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """tokens [N,L], memory [N,S,D] (encoder output), memory_mask [N,S] -> logits [N,L,V]."""
+        decoder = self.decoder
+        if tokens.shape[1] > decoder.positional_embedding.shape[0]:
+            raise ValueError(f"{tokens.shape[1]} tokens exceed the decoder's context of "
+                             f"{decoder.positional_embedding.shape[0]}")
+        x = decoder.token_embedding(tokens) + decoder.positional_embedding[: tokens.shape[1]]
+        key_mask = None if bool(memory_mask.all()) else memory_mask[:, None, None, :]
+        memory = memory.to(x.dtype)
+        for block in decoder.blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(self._block, block, x, memory, key_mask, use_reentrant=False)
+            else:
+                x = self._block(block, x, memory, key_mask)
+        x = decoder.ln(x)
+        return x @ decoder.token_embedding.weight.to(x.dtype).T
+
+
+class WhisperLabelClassifier(EmotionClassifier):
+    """Whisper encoder + decoder that scores the label set by log-likelihood.
+
+    ``speech`` is a Whisper encoder config (any checkpoint format; its ``trainable``
+    mode applies to the encoder), ``generation`` the options in
+    :data:`GENERATION_DEFAULTS`; the decoder loads from the same checkpoint.
+    """
+
+    def __init__(self, classes: list[str], speech: dict, generation: dict | None = None,
+                 optim: dict | None = None, loss: dict | None = None, class_counts: list[int] | None = None,
+                 encoders: dict[str, Encoder] | None = None, **_ignored):
+        unknown = set(generation or {}) - set(GENERATION_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown model.generation options {sorted(unknown)}; known: {sorted(GENERATION_DEFAULTS)}")
+        self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
+        if not speech or "whisper" not in str(speech.get("_target_", "")).lower():
+            raise ValueError("model=whisper_label_generation needs a Whisper speech encoder "
+                             "(model/speech=whisper_tiny|whisper_base|...)")
+        super().__init__(classes, speech=speech, text=None, fusion={"name": "whisper_decoder"}, optim=optim,
+                         loss=loss, class_counts=class_counts, encoders=encoders)
+        self.save_hyperparameters(ignore=["encoders", "_ignored"])
+        from whisper.tokenizer import get_tokenizer
+
+        decoder = self.head
+        tokenizer = get_tokenizer(decoder.multilingual, num_languages=decoder.num_languages,
+                                  language=self.generation["language"] if decoder.multilingual else None,
+                                  task="transcribe")
+        self.prompt = LabelPrompt(tokenizer, self.classes, str(self.generation["prompt"] or ""),
+                                  bool(self.generation["joint_transcript"]), str(self.generation["separator"]),
+                                  self.generation["label_words"], int(decoder.dims.n_text_ctx))
+
+    @property
+    def needs_text(self) -> bool:
+        return self.prompt.joint
+
+    def build_head(self, fusion: dict) -> nn.Module:
+        options = dict(self.generation.get("decoder") or {})
+        return WhisperLabelDecoder(self.hparams["speech"]["path"], **options)
+
+    # -- forward ---------------------------------------------------------------------------
+    def _memory(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        speech = self.encode(batch)["speech"]
+        mask = speech.mask
+        if getattr(self.encoders["speech"], "pad_to_30s", False):
+            mask = torch.ones_like(mask)  # Whisper's training condition: attend to the whole window
+        return speech.frames, mask
+
+    def label_scores(self, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood [B,C] of each label (and its end token) after the prompt."""
+        batch, classes = memory.shape[0], len(self.classes)
+        prefix = self.prompt.prefix
+        rows = [prefix + candidate for candidate in self.prompt.candidates()]
+        width = max(map(len, rows))
+        tokens = torch.full((classes, width), self.prompt.eot, dtype=torch.long, device=memory.device)
+        scored = torch.zeros(classes, width - 1, dtype=torch.bool, device=memory.device)
+        for c, row in enumerate(rows):
+            tokens[c, : len(row)] = torch.tensor(row, device=memory.device)
+            scored[c, len(prefix) - 1: len(row) - 1] = True
+        tokens = tokens.repeat(batch, 1)
+        scored = scored.repeat(batch, 1)
+        logits = self.head(tokens[:, :-1], memory.repeat_interleave(classes, 0), mask.repeat_interleave(classes, 0))
+        log_probs = logits.float().log_softmax(-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+        total = (log_probs * scored).sum(1)
+        if self.generation["length_norm"]:
+            total = total / scored.sum(1)
+        return total.view(batch, classes)
+
+    def forward(self, batch: dict) -> FusionOutput:
+        return FusionOutput(logits=self.label_scores(*self._memory(batch)))
+
+    def generation_loss(self, batch: dict) -> torch.Tensor:
+        """Teacher-forced cross-entropy of the target tokens (label [+ transcript] + end of text)."""
+        memory, mask = self._memory(batch)
+        transcripts = list(batch["text"]) if self.prompt.joint and batch.get("text") is not None else None
+        inputs, targets = teacher_forcing(self.prompt, batch["label"].tolist(), transcripts, memory.device)
+        logits = self.head(inputs, memory, mask)
+        return F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        loss = self.generation_loss(batch)
+        self.log("train/loss", loss, batch_size=len(batch["label"]), prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    @torch.no_grad()
+    def generate(self, batch: dict, max_tokens: int = 64) -> list[dict]:
+        """The best label by log-likelihood, then (joint mode) the transcript decoded greedily."""
+        memory, mask = self._memory(batch)
+        scores = self.label_scores(memory, mask)
+        results = []
+        for row, best in enumerate(scores.argmax(1).tolist()):
+            item = {"label": self.classes[best], "transcript": None}
+            if self.prompt.joint:
+                tokens = self.prompt.prefix + self.prompt.labels[best] + self.prompt.separator
+                text: list[int] = []
+                limit = min(max_tokens, self.prompt.max_tokens - len(tokens))
+                for _ in range(limit):
+                    logits = self.head(torch.tensor([tokens + text], device=memory.device),
+                                       memory[row: row + 1], mask[row: row + 1])
+                    token = int(logits[0, -1].argmax())
+                    if token >= self.prompt.eot:
+                        break
+                    text.append(token)
+                item["transcript"] = self.prompt.tokenizer.decode(text).strip()
+            results.append(item)
+        return results
+
+    # -- optimisation and checkpoints ------------------------------------------------------
+    def _learning_rate_group(self, name: str) -> str:
+        if name.startswith("head."):
+            return "lora_lr" if "lora_" in name else "encoder_lr"  # the decoder is pretrained
+        return super()._learning_rate_group(name)
+
+    def _external_keys(self) -> set[str]:
+        return super()._external_keys() | {f"head.{name}" for name in self.head.fixed_weights()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["mmemo_external_decoder"] = {"path": self.head.path,
+                                                "fingerprint": self.head.source_fingerprint()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        stored = checkpoint.get("mmemo_external_decoder")
+        if stored and stored["fingerprint"] != self.head.source_fingerprint():
+            raise ValueError(f"the Whisper decoder at {stored['path']} has different weights from the ones this "
+                             "checkpoint was trained with; point model.speech.path at the original checkpoint")
