@@ -1,0 +1,124 @@
+"""P3 (fusion issue): a 20-configuration fusion sweep x 5 folds on 5,000 utterances, on cached features.
+
+It runs mmemo's real sweep path — ``mmemo train -m experiment=fusion_comparison``
+(Hydra multirun, one job per head x learning rate x dropout x fold) — on a
+5,000-utterance demo corpus (10 voices x 500), with frozen encoders whose
+features are cached once (Whisper tiny.en, real weights; MiniLM, real weights).
+It reports the one-off extraction, the sweep's wall time and time per job, and,
+for one fold, an epoch on cached features against an epoch that re-encodes
+audio and text, both through EmotionClassifier.training_step.
+
+    .venv/bin/python scripts/bench/fusion_sweep.py [--work DIR] [--storage frames|pooled]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HEADS = "late,joint_embedding,cross_attention,concat,gated"
+LEARNING_RATES = "1e-3,3e-4"
+DROPOUTS = "0.1,0.3"
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def epoch_seconds(work: Path, corpus: Path, cached: bool) -> tuple[float, int]:
+    """One training epoch of a concat head on fold 1, re-encoding or reading cached features."""
+    from mmemo.config import compose
+    from mmemo.training.module import EmotionClassifier
+    from mmemo.training.run import attach_feature_cache, build_encoder, selected_specs
+    from hydra.utils import instantiate
+
+    cfg = compose("train", ["experiment=fusion_comparison", f"data.root={corpus}", "data.name=demo5k",
+                            f"paths.root_dir={work}", f"features.cache={'auto' if cached else 'off'}",
+                            "data.batch_size=128"], output_dir=str(work / "epoch_probe"))
+    specs = selected_specs(cfg)
+    encoders = {m: build_encoder(s) for m, s in specs.items() if s}
+    datamodule = instantiate(cfg.data, use_audio=True, use_text=True)
+    attach_feature_cache(datamodule, encoders, cfg.features, head="concat")
+    datamodule.setup()
+    torch.manual_seed(0)
+    model = EmotionClassifier(list(datamodule.classes), speech=specs["speech"], text=specs["text"],
+                              fusion={"name": "concat"}, encoders=encoders)
+    model.log = lambda *a, **k: None
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    started = time.perf_counter()
+    for index, batch in enumerate(datamodule.train_dataloader()):
+        loss = model.training_step(batch, index)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started, len(datamodule.datasets["train"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="bench_work/fusion_sweep", help="corpus, cache and runs (reused)")
+    parser.add_argument("--storage", default="frames", choices=["frames", "pooled"])
+    parser.add_argument("--out", default="scripts/bench/results/fusion_sweep.json")
+    args = parser.parse_args()
+    work = Path(args.work).resolve()
+    corpus = work / "demo5k"
+    from mmemo.data.synthetic import synthesize_corpus
+
+    if not (corpus / "fold_5").is_dir():
+        started = time.perf_counter()
+        synthesize_corpus(corpus, speakers=10, utterances_per_speaker=500)
+        print(f"synthesised 5,000 utterances in {time.perf_counter() - started:.0f} s")
+
+    common = [f"data.root={corpus}", "data.name=demo5k", f"paths.root_dir={work}", f"features.storage={args.storage}",
+              "data.batch_size=256", "trainer.max_epochs=15", "callbacks.early_stopping.patience=4", "logger=csv",
+              "modalities=both", "reuse_finished=false", f"hydra.callbacks.report.results_dir={work}/results",
+              f"hydra.sweep.dir={work}/runs/{args.storage}"]
+    # The one-off extraction, timed on its own (a single one-epoch job).
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mmemo.cli", "train", "experiment=fusion_comparison", *common[:-2],
+                    "trainer.max_epochs=1", f"hydra.run.dir={work}/extraction"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extraction = time.perf_counter() - started
+
+    sweep = [sys.executable, "-m", "mmemo.cli", "train", "-m", "experiment=fusion_comparison", *common,
+             "hydra.sweep.subdir=${hydra.job.num}",
+             f"model/fusion={HEADS}", f"model.optim.lr={LEARNING_RATES}", f"model.fusion.dropout={DROPOUTS}",
+             "data.fold=1,2,3,4,5"]
+    started = time.perf_counter()
+    subprocess.run(sweep, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    jobs = len(list((work / "runs" / args.storage).rglob("metrics.json")))
+
+    reencode, clips = epoch_seconds(work, corpus, cached=False)
+    cached, _ = epoch_seconds(work, corpus, cached=True)
+    result = {
+        "machine": machine(),
+        "encoders": "Whisper tiny.en encoder layer 2 (real weights, 4 layers, 384-d) + all-MiniLM-L6-v2 (real), frozen",
+        "corpus": "5,000 utterances, 10 voices, 5 speaker-independent folds", "storage": args.storage,
+        "configs": f"{HEADS} x lr {LEARNING_RATES} x dropout {DROPOUTS} = 20", "jobs": jobs,
+        "sweep_wall_s": round(wall, 1), "seconds_per_job": round(wall / max(jobs, 1), 1),
+        "first_job_with_extraction_s": round(extraction, 1),
+        "epoch_reencoding_s": round(reencode, 2), "epoch_cached_s": round(cached, 3),
+        "epoch_speedup": round(reencode / cached, 1), "train_clips_per_epoch": clips,
+    }
+    print(json.dumps(result, indent=2))
+    print(f"sweep: {jobs} jobs in {wall / 60:.1f} min ({wall / max(jobs, 1):.1f} s/job; target: 100 jobs < 10 min)")
+    print(f"epoch on fold 1 ({clips} clips): re-encoding {reencode:.1f} s vs cached {cached:.2f} s "
+          f"= {reencode / cached:.0f}x")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
