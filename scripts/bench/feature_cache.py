@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 
 from mmemo.data.datamodule import EmotionDataModule
 from mmemo.data.synthetic import synthesize_corpus
@@ -30,12 +32,6 @@ from mmemo.encoders.emotion2vec_checkpoints import (
 )
 from mmemo.features.extract import FeatureSource, open_store
 from mmemo.training.module import EmotionClassifier
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def epoch(model: EmotionClassifier, loader, optimizer) -> float:

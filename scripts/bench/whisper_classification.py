@@ -30,7 +30,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -41,6 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 RESULTS = Path(__file__).resolve().parent / "results" / "whisper_classification.json"
@@ -48,12 +50,6 @@ CLASSES = ["angry", "happy", "neutral", "sad"]
 BASE = dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8, decoder_attention_heads=8,
             encoder_ffn_dim=2048, decoder_ffn_dim=2048, num_mel_bins=80, vocab_size=51865,
             max_source_positions=1500, max_target_positions=448)
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU"
 
 
 def make_checkpoint(folder: Path, seed: int) -> None:
