@@ -164,10 +164,8 @@ def transcribe_utterances(utterances: list[Utterance], *, path: str | None, lang
     return texts, report
 
 
-def apply_asr_text(utterances: list[Utterance], texts: dict[str, str], report: AsrReport) -> list[Utterance]:
-    """Replace each utterance's text by its ASR text; score the WER against the references there are."""
-    import dataclasses
-
+def score_asr(utterances: list[Utterance], texts: dict[str, str], report: AsrReport) -> None:
+    """Record in ``report`` the WER against the manifest transcripts there are (none: no WER)."""
     from mmemo.evaluation.wer import word_error_rate
 
     pairs = [(u.text.strip(), texts[u.key]) for u in utterances if (u.text or "").strip()]
@@ -175,4 +173,10 @@ def apply_asr_text(utterances: list[Utterance], texts: dict[str, str], report: A
         references, hypotheses = zip(*pairs)
         report.wer = {**word_error_rate(list(references), list(hypotheses)), "utterances": len(pairs)}
         report.examples = [{"reference": r, "hypothesis": h} for r, h in pairs[:5]]
+
+
+def with_asr_text(utterances: list[Utterance], texts: dict[str, str]) -> list[Utterance]:
+    """Copies whose text is the ASR text; the manifest's text is kept as ``extra['reference_text']``."""
+    import dataclasses
+
     return [dataclasses.replace(u, text=texts[u.key], extra={**u.extra, "reference_text": u.text}) for u in utterances]

@@ -335,15 +335,15 @@ class EmotionDataModule(L.LightningDataModule):
 
     def _asr_transcripts(self, labelled: dict) -> dict:
         """Replace every transcript by Whisper's (cached per model); log the WER against the manifest's."""
-        from mmemo.data.asr import apply_asr_text, transcribe_utterances
+        from mmemo.data.asr import score_asr, transcribe_utterances, with_asr_text
 
         everything = [u for utterances, _ in labelled.values() for u in utterances]
         resolve_audio_paths(everything, self.audio_root)
         texts, report = transcribe_utterances(everything, **self.asr)
+        score_asr(everything, texts, report)
         self.asr_report = report
-        replaced = {split: (apply_asr_text(utterances, texts, report), targets)
+        replaced = {split: (with_asr_text(utterances, texts), targets)
                     for split, (utterances, targets) in labelled.items()}
-        apply_asr_text(everything, texts, report)  # the WER over all splits together
         if report.wer:
             log.info("ASR (%s): WER %.2f%% on %d utterances with reference transcripts (%d transcribed, %d cached)",
                      report.model, 100 * report.wer["wer"], report.wer["utterances"], report.transcribed,

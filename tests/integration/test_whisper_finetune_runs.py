@@ -80,13 +80,14 @@ def test_asr_cascade_trains_from_audio_alone_and_reuses_its_transcripts(
 
 
 def test_asr_cascade_reports_wer_against_manifest_transcripts(tiny_corpus, tiny_whisper_pt, tmp_path):
-    from mmemo.data.asr import apply_asr_text, transcribe_utterances
+    from mmemo.data.asr import score_asr, transcribe_utterances, with_asr_text
     from mmemo.data.manifest import read_manifest, resolve_audio_paths
 
     utterances = read_manifest(tiny_corpus / "manifest.jsonl")[:6]
     resolve_audio_paths(utterances, tiny_corpus)
     texts, report = transcribe_utterances(utterances, path=str(tiny_whisper_pt), cache_dir=tmp_path, progress=False)
-    replaced = apply_asr_text(utterances, texts, report)
+    score_asr(utterances, texts, report)
+    replaced = with_asr_text(utterances, texts)
     assert report.wer is not None and report.wer["utterances"] == 6 and report.wer["words"] > 0
     assert [u.text for u in replaced] == [texts[u.key] for u in utterances]
     assert [u.extra["reference_text"] for u in replaced] == [u.text for u in utterances]
