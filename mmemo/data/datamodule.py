@@ -47,11 +47,12 @@ class EmotionDataset(Dataset):
     """Examples of one split; audio comes from memory or is decoded on access, features from stores."""
 
     def __init__(self, examples: list[Example], *, load_audio_fn=None, stores: dict | None = None,
-                 pooled: bool = False):
+                 pooled: bool = False, frame_stride: dict[str, int] | None = None):
         self.examples = examples
         self._load = load_audio_fn
         self._stores = stores or {}
         self._pooled = pooled
+        self._stride = {m: int(s) for m, s in (frame_stride or {}).items() if m in self._stores and int(s) > 1}
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -67,20 +68,25 @@ class EmotionDataset(Dataset):
         if self._load is not None:
             item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
         for modality, store in self._stores.items():
-            read = store.get_pooled if self._pooled else store.get
-            item[f"{modality}_features"] = read(example.features[modality])
+            item_id = example.features[modality]
+            if self._pooled:
+                item[f"{modality}_features"] = store.get_pooled(item_id)
+            elif modality in self._stride:
+                item[f"{modality}_features"] = store.get_windows(item_id, self._stride[modality])
+                item[f"{modality}_features_stride"] = self._stride[modality]
+            else:
+                item[f"{modality}_features"] = store.get(item_id)
         return item
 
 
 def _pad_first_axis(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack [T_i, ...] arrays into [B, T_max, ...] with a [B, T_max] validity mask."""
-    lengths = [a.shape[0] for a in arrays]
-    out = torch.zeros(len(arrays), max(lengths), *arrays[0].shape[1:])
-    mask = torch.zeros(len(arrays), max(lengths), dtype=torch.bool)
+    """Stack [T_i, ...] arrays into [B, T_max, ...] with a [B, T_max] validity mask (filled in numpy: one copy)."""
+    lengths = np.array([a.shape[0] for a in arrays])
+    out = np.zeros((len(arrays), int(lengths.max()), *arrays[0].shape[1:]), dtype=np.float32)
     for row, array in enumerate(arrays):
-        out[row, : lengths[row]] = torch.from_numpy(np.asarray(array, dtype=np.float32))
-        mask[row, : lengths[row]] = True
-    return out, mask
+        out[row, : lengths[row]] = array
+    mask = np.arange(out.shape[1])[None] < lengths[:, None]
+    return torch.from_numpy(out), torch.from_numpy(mask)
 
 
 def collate(items: list[dict]) -> dict:
@@ -95,6 +101,8 @@ def collate(items: list[dict]) -> dict:
         batch["audio"], batch["audio_mask"] = _pad_first_axis([item["audio"] for item in items])
     for name in [k for k in items[0] if k.endswith("_features")]:
         batch[name], batch[f"{name}_mask"] = _pad_first_axis([item[name] for item in items])
+        if f"{name}_stride" in items[0]:
+            batch[f"{name}_stride"] = items[0][f"{name}_stride"]
     return batch
 
 
@@ -262,20 +270,25 @@ class EmotionDataModule(L.LightningDataModule):
         self.splits: Splits | None = None
         self.feature_sources: dict = {}
         self.feature_pooled = False
+        self.feature_stride: dict[str, int] = {}
         self.feature_batch_size = 16
         self.feature_device = "cpu"
         self._is_set_up = False
 
-    def use_features(self, sources: dict, *, batch_size: int = 16, device: str = "cpu", pooled: bool = False) -> None:
+    def use_features(self, sources: dict, *, batch_size: int = 16, device: str = "cpu", pooled: bool = False,
+                     frame_stride: dict[str, int] | None = None) -> None:
         """Serve these modalities from frozen-feature stores (encoding what they lack in setup).
 
         ``pooled=True`` serves each utterance's features averaged over frames, for
         heads that mean-pool first anyway (see ``FusionHead.needs_frames``).
+        ``frame_stride`` ({modality: n}) serves frames already averaged in windows
+        of n, for heads that downsample first (``cross_attention``'s ``frame_stride``).
         """
         if self._is_set_up:
             raise RuntimeError("use_features() must be called before setup()")
         self.feature_sources = dict(sources)
         self.feature_pooled = pooled
+        self.feature_stride = dict(frame_stride or {})
         self.feature_batch_size = batch_size
         self.feature_device = device
 
@@ -328,7 +341,8 @@ class EmotionDataModule(L.LightningDataModule):
             examples = self._scan_audio(examples)
         loader = self._load_wave if raw_audio else None
         stores = {m: source.store for m, source in self.feature_sources.items()}
-        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader, stores=stores, pooled=self.feature_pooled)
+        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader, stores=stores, pooled=self.feature_pooled,
+                                               frame_stride=self.feature_stride)
                          for split, ex in examples.items()}
         self._log_summary(splits)
         self._is_set_up = True

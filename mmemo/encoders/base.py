@@ -35,11 +35,16 @@ _LORA_DEFAULTS = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": None}
 
 @dataclass
 class EncoderOutput:
-    """frames: [B,T,D]; mask: [B,T] (True = valid); layers: optional per-layer [B,T,D]."""
+    """frames: [B,T,D]; mask: [B,T] (True = valid); layers: optional per-layer [B,T,D].
+
+    ``stride`` > 1: each frame is already the average of that many encoder frames
+    (cached features served in windows, see ``FeatureStore.get_windows``).
+    """
 
     frames: torch.Tensor
     mask: torch.Tensor
     layers: tuple[torch.Tensor, ...] | None = None
+    stride: int = 1
 
 
 def _tensor_digest(digest, tensors: dict[str, torch.Tensor]) -> None:
@@ -121,19 +126,19 @@ class Encoder(nn.Module, abc.ABC):
         for name, parameter in self.named_parameters():
             parameter.requires_grad_("lora_" in name)
 
-    def from_features(self, features: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
+    def from_features(self, features: torch.Tensor, mask: torch.Tensor, stride: int = 1) -> EncoderOutput:
         """Rebuild this encoder's output from cached features.
 
         features: [B,T,D], or [B,T,L,D] when every layer was cached for ``layer=weighted``;
-        mask: [B,T].
+        mask: [B,T]; stride: encoder frames averaged into each cached frame.
         """
         mixer = getattr(self, "mixer", None)
         if features.dim() == 4:
             if mixer is None:
                 raise ValueError(f"{self.name}: per-layer features were cached but layer is not 'weighted'")
             layers = features.unbind(2)
-            return EncoderOutput(mixer(layers) * mask[..., None], mask, layers)
-        return EncoderOutput(features, mask)
+            return EncoderOutput(mixer(layers) * mask[..., None], mask, layers, stride)
+        return EncoderOutput(features, mask, stride=stride)
 
     def train(self, mode: bool = True) -> Encoder:
         # A frozen encoder stays in eval mode (no dropout) even while the model trains.

@@ -48,6 +48,11 @@ class Job:
     where: str = ""
 
 
+#: Stores opened in this process, so the jobs of a Hydra multirun (one process) share the
+#: pooled and windowed features each store remembers instead of recomputing them per job.
+_OPEN_STORES: dict[Path, FeatureStore] = {}
+
+
 def open_store(encoder: Encoder, cache_dir: str | Path, storage: str = "frames", dtype: str = "float32") -> FeatureStore:
     """The store for this encoder's exact weights and config (created on first use)."""
     if storage not in STORAGE_MODES:
@@ -63,7 +68,15 @@ def open_store(encoder: Encoder, cache_dir: str | Path, storage: str = "frames",
     meta = {"encoder_name": encoder.name, "fingerprint": fingerprint, "config": encoder.config(),
             "storage": storage, "dtype": dtype, "dim": encoder.dim, "sample_rate": rate,
             "layers": getattr(encoder, "mixer", None) is not None}
-    return FeatureStore(folder, meta)
+    shared = _OPEN_STORES.get(folder.resolve())
+    if shared is not None and (folder / "meta.json").is_file():
+        shared.refresh()  # pick up shards another process wrote since
+        return shared
+    store = FeatureStore(folder, meta)
+    while len(_OPEN_STORES) >= 8:  # a sweep reads a few stores; do not hoard memory
+        _OPEN_STORES.pop(next(iter(_OPEN_STORES)))
+    _OPEN_STORES[folder.resolve()] = store
+    return store
 
 
 def _outputs(encoder: Encoder, output, storage: str) -> list[np.ndarray]:

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 STORAGE_MODES = ("frames", "pooled")
+#: Memory a store may spend remembering windowed features (beyond it they are recomputed per read).
+WINDOW_MEMORY_BUDGET = 2 * 2**30
 DTYPES = ("float32", "float16")
 _SHARD_PREFIX = "shard-"
 
@@ -82,27 +84,35 @@ class FeatureStore:
             raise FileNotFoundError(f"{self.folder} is not a feature store (no meta.json)")
         self.dtype = np.dtype(self.meta.get("dtype", "float32"))
         self._entries: dict[str, Entry] = {}
+        self._shards: set[str] = set()
         self._arrays: dict[str, np.ndarray] = {}
         self._pooled: dict[str, np.ndarray] = {}
+        self._windows: dict[tuple[str, int], np.ndarray] = {}
+        self._window_bytes = 0
         self._next_shard = 1
         self._load_index()
 
     # -- reading -----------------------------------------------------------------------------
     def _load_index(self) -> None:
-        for index_path in sorted(self.folder.glob(f"{_SHARD_PREFIX}*.index.json")):
-            shard = index_path.name[: -len(".index.json")]
-            data_path = self.folder / f"{shard}.npy"
-            if not data_path.is_file():
-                continue  # an index without data cannot come from our writer; ignore it
-            index = json.loads(index_path.read_text())
-            for item, offset, length in zip(index["items"], index["offsets"], index["lengths"]):
-                self._entries[item] = Entry(shard, offset, length)
-            self._next_shard = max(self._next_shard, int(shard[len(_SHARD_PREFIX):]) + 1)
+        self.refresh()
         for debris in self.folder.glob("*.tmp*"):  # left by a killed writer
             debris.unlink(missing_ok=True)
         for data_path in self.folder.glob(f"{_SHARD_PREFIX}*.npy"):
             if not (self.folder / f"{data_path.stem}.index.json").is_file():
                 data_path.unlink(missing_ok=True)  # data whose index was never written
+
+    def refresh(self) -> None:
+        """Read the index of every complete shard not read yet (e.g. written by another process)."""
+        for index_path in sorted(self.folder.glob(f"{_SHARD_PREFIX}*.index.json")):
+            shard = index_path.name[: -len(".index.json")]
+            data_path = self.folder / f"{shard}.npy"
+            if shard in self._shards or not data_path.is_file():
+                continue  # known, or an index without data (cannot come from our writer)
+            index = json.loads(index_path.read_text())
+            for item, offset, length in zip(index["items"], index["offsets"], index["lengths"]):
+                self._entries[item] = Entry(shard, offset, length)
+            self._shards.add(shard)
+            self._next_shard = max(self._next_shard, int(shard[len(_SHARD_PREFIX):]) + 1)
 
     def __contains__(self, item: str) -> bool:
         return item in self._entries
@@ -132,6 +142,29 @@ class FeatureStore:
             self._pooled[item] = pooled
         return pooled
 
+    def get_windows(self, item: str, stride: int) -> np.ndarray:
+        """The item's frames averaged over consecutive windows of ``stride`` frames, [ceil(T/stride), ...].
+
+        Windows start at frame 0 and the last one averages what is left, exactly
+        as :func:`mmemo.fusion.layers.downsample` does on a padded batch; heads
+        that attend over downsampled frames then never see full-rate frames.
+        Remembered up to :data:`WINDOW_MEMORY_BUDGET` bytes per store.
+        """
+        if stride <= 1:
+            return self.get(item)
+        windows = self._windows.get((item, stride))
+        if windows is None:
+            frames = self.get(item).astype(np.float32)
+            full = frames.shape[0] - frames.shape[0] % stride
+            parts = [frames[:full].reshape(full // stride, stride, *frames.shape[1:]).mean(1)]
+            if full < frames.shape[0]:
+                parts.append(frames[full:].mean(0, keepdims=True))
+            windows = np.concatenate(parts, 0)
+            if self._window_bytes + windows.nbytes <= WINDOW_MEMORY_BUDGET:
+                self._windows[(item, stride)] = windows
+                self._window_bytes += windows.nbytes
+        return windows
+
     # -- writing -----------------------------------------------------------------------------
     def write_shard(self, items: list[str], arrays: list[np.ndarray]) -> None:
         """Append one shard atomically. ``arrays[i]``: [T_i, ...] for ``items[i]``."""
@@ -149,6 +182,7 @@ class FeatureStore:
                            json.dumps({"items": items, "offsets": offsets, "lengths": lengths}))
         for item, offset, length in zip(items, offsets, lengths):
             self._entries[item] = Entry(shard, offset, length)
+        self._shards.add(shard)
 
     def record_failures(self, failures: list[dict]) -> None:
         if failures:

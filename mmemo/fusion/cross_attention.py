@@ -9,7 +9,8 @@ vectors are concatenated and classified.
 
 ``frame_stride`` (per modality, e.g. ``{speech: 4}``) first averages frames in
 windows, which cuts attention cost for 50 Hz speech encoders by that factor
-while keeping padding invariance.
+while keeping padding invariance. With cached features the windows are
+averaged once per utterance where the features are read, not in every batch.
 
 With one modality there is nothing to attend to: the stream passes through
 ``depth`` self-attention blocks instead, so the unimodal run has the same capacity.
@@ -26,7 +27,7 @@ from torch import nn
 
 from mmemo.encoders.base import EncoderOutput
 from mmemo.fusion.base import FusionHead, FusionOutput, masked_mean, register
-from mmemo.fusion.layers import CrossModalBlock, downsample, mlp
+from mmemo.fusion.layers import CrossModalBlock, mlp, to_stride
 
 
 @register("cross_attention")
@@ -55,7 +56,7 @@ class CrossAttentionFusion(FusionHead):
             if m not in feats:
                 streams[m] = (token, torch.ones(batch, 1, dtype=torch.bool, device=token.device))
                 continue
-            frames, mask = downsample(feats[m].frames, feats[m].mask, self.frame_stride.get(m, 1))
+            frames, mask = to_stride(feats[m], self.frame_stride.get(m, 1))
             frames = self.inputs[m](frames)
             mask = mask.clone()
             gone = ~present[m]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -106,13 +107,14 @@ class EmotionClassifier(L.LightningModule):
         for modality, encoder in self.encoders.items():
             cached = batch.get(f"{modality}_features")
             if cached is not None:
-                outputs[modality] = encoder.from_features(cached, batch[f"{modality}_features_mask"])
+                outputs[modality] = encoder.from_features(cached, batch[f"{modality}_features_mask"],
+                                                          batch.get(f"{modality}_features_stride", 1))
             elif all(batch.get(field) is not None for field in MODALITY_INPUTS[modality]):
                 outputs[modality] = encoder(*(batch[field] for field in MODALITY_INPUTS[modality]))
         if "text" in outputs:
             present = torch.tensor([bool(str(t).strip()) for t in batch["text"]], device=outputs["text"].mask.device)
             if not bool(present.all()):
-                outputs["text"] = EncoderOutput(outputs["text"].frames, outputs["text"].mask & present[:, None])
+                outputs["text"] = replace(outputs["text"], mask=outputs["text"].mask & present[:, None])
         if self.training and self.modality_dropout > 0 and len(outputs) > 1:
             outputs = self._drop_modalities(outputs)
         return outputs
@@ -128,7 +130,7 @@ class EmotionClassifier(L.LightningModule):
         for index, m in enumerate(names):
             hidden = drop & (choice == index)
             if bool(hidden.any()):
-                outputs[m] = EncoderOutput(outputs[m].frames, outputs[m].mask & ~hidden[:, None])
+                outputs[m] = replace(outputs[m], mask=outputs[m].mask & ~hidden[:, None])
         return outputs
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:

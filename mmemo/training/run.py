@@ -80,11 +80,14 @@ def build_encoder(spec: dict):
     return encoder
 
 
-def attach_feature_cache(datamodule, encoders: dict, features_cfg, head: str | None = None) -> dict:
+def attach_feature_cache(datamodule, encoders: dict, features_cfg, head: str | None = None,
+                         frame_stride: dict | None = None) -> dict:
     """With ``features.cache=auto``, serve every frozen encoder from its feature store.
 
     When the fusion ``head`` only mean-pools each modality, features are served
-    pooled once per utterance instead of as frames (same result, much less work).
+    pooled once per utterance instead of as frames (same result, much less work);
+    when it first averages frames in windows (``frame_stride``), they are served
+    in those windows.
     """
     import torch
 
@@ -102,7 +105,8 @@ def attach_feature_cache(datamodule, encoders: dict, features_cfg, head: str | N
     sources = {m: FeatureSource(m, encoder, open_store(encoder, options["dir"], options["storage"], options["dtype"]))
                for m, encoder in encoders.items() if encoder.frozen}
     pooled = head is not None and not head_needs_frames(head)
-    datamodule.use_features(sources, batch_size=int(options["batch_size"]), device=device, pooled=pooled)
+    datamodule.use_features(sources, batch_size=int(options["batch_size"]), device=device, pooled=pooled,
+                            frame_stride=None if pooled else dict(frame_stride or {}))
     for modality, source in sources.items():
         log.info("%s features of %s are cached in %s", modality, source.encoder.name, source.store.folder)
     return sources
@@ -169,7 +173,8 @@ def train(cfg: DictConfig) -> dict:
     needs_text = text is not None or (generating and bool(cfg.model.generation.get("joint_transcript")))
     datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=needs_text)
     head = None if generating else cfg.model.fusion.get("name", "concat")
-    attach_feature_cache(datamodule, encoders, cfg.get("features"), head=head)
+    attach_feature_cache(datamodule, encoders, cfg.get("features"), head=head,
+                         frame_stride=None if generating else cfg.model.fusion.get("frame_stride"))
     datamodule.setup("fit")
     train_counts = Counter(e.label for e in datamodule.datasets["train"].examples)
     common = dict(classes=list(datamodule.classes), speech=speech, optim=_container(cfg.model.get("optim")),

@@ -197,3 +197,65 @@ def test_pooled_serving_gives_a_pooling_head_the_same_input(tiny_corpus, tmp_pat
             outputs.append(head({"speech": EncoderOutput(batch["speech_features"], batch["speech_features_mask"])}).logits)
     assert collate([pooled_module.datasets["test"][0]])["speech_features"].shape[1] == 1
     torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-5)
+
+
+def test_windowed_serving_gives_cross_attention_the_same_input(tiny_corpus, tmp_path):
+    """Frames averaged in windows where they are read == the head averaging full-rate frames itself."""
+    from mmemo.data.datamodule import collate
+    from mmemo.fusion import build_fusion
+    from mmemo.fusion.layers import downsample
+    from mmemo.training.module import EmotionClassifier
+
+    encoder = tiny_speech_encoder()
+    frames_module, source = cached_module(tiny_corpus, tmp_path, encoder)
+    windowed_module = EmotionDataModule(str(tiny_corpus), 1, use_text=False)
+    windowed_module.use_features({"speech": FeatureSource("speech", encoder, source.store)}, frame_stride={"speech": 3})
+    windowed_module.setup()
+    items = list(range(6))
+    full = collate([frames_module.datasets["test"][i] for i in items])
+    windowed = collate([windowed_module.datasets["test"][i] for i in items])
+    assert windowed["speech_features_stride"] == 3 and "speech_features_stride" not in full
+    expected, expected_mask = downsample(full["speech_features"], full["speech_features_mask"], 3)
+    assert torch.equal(windowed["speech_features_mask"], expected_mask)
+    torch.testing.assert_close(windowed["speech_features"][expected_mask], expected[expected_mask], atol=1e-6, rtol=1e-6)
+
+    torch.manual_seed(0)
+    model = EmotionClassifier(["a", "b", "c", "d"], speech={"_target_": "x"}, text=None,
+                              fusion={"name": "cross_attention", "frame_stride": {"speech": 3}},
+                              encoders={"speech": encoder}).eval()
+    with torch.no_grad():
+        assert model.encode(windowed)["speech"].stride == 3
+        torch.testing.assert_close(model(windowed).logits, model(full).logits, atol=1e-5, rtol=1e-5)
+    # windows of 3 cannot be re-averaged into windows of 2: a clear error, not a silent mismatch
+    head = build_fusion("cross_attention", {"speech": 16}, 4, frame_stride={"speech": 2})
+    with pytest.raises(ValueError, match="re-windowed"):
+        head(model.encode(windowed))
+
+
+def test_windows_of_all_layer_features_and_their_memory_budget(tmp_path, monkeypatch):
+    import mmemo.features.store as store_module
+
+    store = FeatureStore(tmp_path / "s", {"fingerprint": "f", "dtype": "float32"})
+    layered = np.arange(7 * 2 * 3, dtype=np.float32).reshape(7, 2, 3)  # [T, L, D]
+    store.write_shard(["a", "b"], [layered, layered[:2]])
+    windows = store.get_windows("a", 3)
+    assert windows.shape == (3, 2, 3)
+    np.testing.assert_allclose(windows[0], layered[:3].mean(0))
+    np.testing.assert_allclose(windows[2], layered[6])  # the ragged last window averages what is left
+    assert store.get_windows("a", 1) is not None and store.get_windows("a", 1).shape == (7, 2, 3)
+    monkeypatch.setattr(store_module, "WINDOW_MEMORY_BUDGET", 0)  # over budget: recomputed, still correct
+    np.testing.assert_allclose(store.get_windows("b", 3), layered[:2].mean(0, keepdims=True))
+    assert ("b", 3) not in store._windows and ("a", 3) in store._windows
+
+
+def test_jobs_in_one_process_share_a_store_and_see_other_writers(tmp_path):
+    encoder = tiny_speech_encoder()
+    first = open_store(encoder, tmp_path)
+    assert open_store(encoder, tmp_path) is first  # a multirun's next job reuses what the store remembers
+    other_process = FeatureStore(first.folder)  # e.g. a parallel job filling the same cache
+    other_process.write_shard(["late-item"], [np.ones((3, 16), dtype=np.float32)])
+    assert "late-item" not in first
+    reopened = open_store(encoder, tmp_path)
+    assert reopened is first and "late-item" in first and first.get("late-item").shape == (3, 16)
+    first.write_shard(["mine"], [np.zeros((2, 16), dtype=np.float32)])  # no shard-number clash
+    assert len(list(first.folder.glob("shard-*.index.json"))) == 2

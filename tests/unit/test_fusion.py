@@ -127,3 +127,21 @@ def test_registry_errors_are_clear():
 def test_masked_mean():
     frames = torch.tensor([[[1.0], [3.0], [100.0]]])
     assert masked_mean(frames, torch.tensor([[True, True, False]])).item() == 2.0
+
+
+def test_fast_dropout_keeps_the_rate_and_the_expectation():
+    from mmemo.fusion.layers import Dropout
+
+    layer = Dropout(0.3)
+    inputs = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(1)
+    first = layer(inputs)
+    torch.manual_seed(1)
+    assert torch.equal(layer(inputs), first)  # reproducible from the seed
+    dropped = (first == 0).float().mean().item()
+    assert abs(dropped - 0.3) < 0.005 and abs(first.mean().item() - 1.0) < 0.01
+    assert torch.allclose(first[first != 0], torch.tensor(65536 / (65536 - round(0.3 * 65536))))
+    first.sum().backward()
+    assert torch.equal(inputs.grad == 0, first == 0)  # gradients flow only through kept elements
+    assert torch.equal(layer.eval()(inputs), inputs) and torch.equal(Dropout(0.0).train()(inputs), inputs)
+    assert torch.equal(Dropout(1.0).train()(inputs), torch.zeros_like(inputs))
