@@ -38,3 +38,16 @@ def test_cross_validation_trains_every_fold_and_returns_the_mean(tiny_overrides,
     assert result["valid"]["UA"] == pytest.approx((folds[0]["valid_UA"] + folds[1]["valid_UA"]) / 2)
     assert all((tmp_path / f"cv/fold{k}/checkpoints/best.ckpt").is_file() for k in (1, 2))
     assert not (tmp_path / "cv/fold1/metrics.json").exists(), "test=false: the test split is never evaluated"
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_workers(tiny_overrides, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    overrides = [*tiny_overrides, "model/text=none", "trainer.max_epochs=1", "features.cache=off",
+                 "hydra/launcher=joblib", "seed=1,2,3", f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "mmemo.cli", "train", "-m", *overrides], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr  # our config, not the plugin's n_jobs=-1
+    seeds = sorted(json.loads((sweep_dir / str(job) / "metrics.json").read_text())["meta"]["seed"] for job in (0, 1, 2))
+    assert seeds == [1, 2, 3]
