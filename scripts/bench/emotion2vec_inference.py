@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import write_result  # noqa: E402
 from mmemo.encoders.emotion2vec import Emotion2vecEncoder, length_sorted_batches  # noqa: E402
 from mmemo.encoders.emotion2vec_checkpoints import (  # noqa: E402
     build_funasr_model,
@@ -297,12 +299,7 @@ def main() -> None:
                     "bf16": Emotion2vecEncoder(str(directory), compute_dtype="bfloat16").eval()}
         result["P1"], frames = p1_throughput(directory, clips, plan, args.threads, encoders)
         result["P4"] = p4_efficiency(clips, plan, encoders, result["P1"], frames, 2 if args.quick else 5)
-    result["load_average_at_end"] = os.getloadavg()
-    print(f"\nload average (1/5/15 min): at start {result['load_average_at_start']}, "
-          f"at end {result['load_average_at_end']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

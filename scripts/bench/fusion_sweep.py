@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, write_result  # noqa: E402
 
 HEADS = "late,joint_embedding,cross_attention,concat,gated"
 LEARNING_RATES = "1e-3,3e-4"
@@ -88,6 +89,7 @@ def job_summary(sweep_dir: Path) -> dict:
 
 def run_sweep(args, work: Path, corpus: Path) -> dict:
     """The timed multirun; the results without the epoch probe."""
+    load_at_start = os.getloadavg()
     name = f"{args.storage}-{args.launcher}-{args.precision}"
     sweep_dir = work / "runs" / name
     if sweep_dir.exists():
@@ -116,7 +118,7 @@ def run_sweep(args, work: Path, corpus: Path) -> dict:
     jobs = sum(h["jobs"] for h in heads.values())
 
     result = {
-        "machine": machine(),
+        "machine": machine(), "load_average_at_start": load_at_start,
         "encoders": "Whisper tiny.en encoder layer 2 (real weights, 4 layers, 384-d) + all-MiniLM-L6-v2 (real), frozen",
         "corpus": "5,000 utterances, 10 voices, 5 speaker-independent folds (3,000 train / 1,000 valid / 1,000 test)",
         "storage": args.storage, "launcher": args.launcher, "precision": args.precision,
@@ -163,8 +165,7 @@ def main() -> None:
                        "train_clips_per_epoch": clips})
         print(f"epoch on fold 1 ({clips} clips): re-encoding {reencode:.1f} s vs cached {steady:.3f} s "
               f"= {reencode / steady:.0f}x (first cached epoch, which also pools the frames once: {first:.2f} s)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""One line naming the machine a benchmark ran on (every result states it)."""
+"""What every benchmark result states: the machine it ran on, and how busy that machine was."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -16,3 +17,14 @@ def machine() -> str:
                platform.processor())
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {gpu}"
+
+
+def write_result(result: dict, out: Path) -> None:
+    """Record the load average at the end (other processes share the cores), print it, write the JSON."""
+    result["load_average_at_end"] = os.getloadavg()
+    print(f"\nload average (1/5/15 min): at start {result.get('load_average_at_start', 'not recorded')}, "
+          f"at end {result['load_average_at_end']} (other processes on this machine share its cores)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from emotion2vec_inference import Stopwatch, machine  # noqa: E402
+from machine import write_result  # noqa: E402
 
 from mmemo.encoders.emotion2vec_checkpoints import (  # noqa: E402
     build_funasr_model,
@@ -265,7 +266,7 @@ def main() -> None:
                   f"({load['records_in_db']} of {len(ok_ids)} answered uploads in the database)")
             result["load"] = load
             if args.no_stream:
-                return finish(args, result)
+                return write_result(result, args.out)
             if args.model != "base":
                 server.stop()
                 server = Server(base_dir, data_dir, args.threads)
@@ -283,17 +284,7 @@ def main() -> None:
             result["P5_in_process"] = [worker.submit(stream_in_process, base_dir, stream_audio, *config).result()
                                        for config in STREAM_CONFIGS]
     result["P5_target_rtf"] = 0.2
-    finish(args, result)
-
-
-def finish(args: argparse.Namespace, result: dict) -> None:
-    m = result["machine"]
-    result["load_average_at_end"] = os.getloadavg()
-    print(f"\nload average (1/5/15 min): at start {result['load_average_at_start']}, at end "
-          f"{result['load_average_at_end']} (other processes on this machine share its {m['cores']} cores)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":
