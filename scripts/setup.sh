@@ -23,6 +23,8 @@ declare -A SYSTEM_PACKAGES=(
 # machines; drop those lines but keep pip's exit status.
 quiet() { "$@" 2>&1 | { grep -v "WARNING: Location" || true; }; return "${PIPESTATUS[0]}"; }
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# shellcheck source=scripts/apt_install.sh
+source scripts/apt_install.sh
 
 # -- 1. system packages -----------------------------------------------------------------------
 missing=()
@@ -30,14 +32,8 @@ for package in "${!SYSTEM_PACKAGES[@]}"; do
   [ -e "${SYSTEM_PACKAGES[$package]}" ] || command -v "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if ((${#missing[@]})); then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    say "installing ${missing[*]} with apt-get"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    say "installing ${missing[*]} with sudo apt-get"
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    say "WARNING: ${missing[*]} not found and cannot be installed automatically here."
+  if ! apt_install "${missing[@]}"; then
+    say "WARNING: ${missing[*]} not found and could not be installed automatically here."
     say "  mmemo needs espeak-ng for the demo corpus and ffmpeg for MP4/M4A/other non-WAV audio;"
     say "  the tests also read real speech from pocketsphinx-testdata."
     say "  Debian/Ubuntu: sudo apt-get install ${missing[*]}"

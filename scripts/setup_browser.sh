@@ -7,6 +7,8 @@ set -euo pipefail
 
 say() { printf '\033[1m[setup-browser]\033[0m %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
+# shellcheck source=scripts/apt_install.sh
+source "$(dirname "$0")/apt_install.sh"
 
 if { have chromium || have chromium-browser; } && have chromedriver; then
   say "found $( (chromium --version || chromium-browser --version) 2>/dev/null | head -1) and $(chromedriver --version | cut -d' ' -f1-2)"
@@ -14,15 +16,9 @@ if { have chromium || have chromium-browser; } && have chromedriver; then
 fi
 
 packages=(chromium chromium-driver)
-if have apt-get && [ "$(id -u)" = 0 ]; then
-  say "installing ${packages[*]} with apt-get"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
-elif have apt-get && have sudo && sudo -n true 2>/dev/null; then
-  say "installing ${packages[*]} with sudo apt-get"
-  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
-else
-  say "ERROR: chromium and chromedriver are not installed, and cannot be installed automatically here"
-  say "  (not root, no passwordless sudo, or no apt-get). The web-UI tests need them:"
+if ! apt_install "${packages[@]}"; then
+  say "ERROR: chromium and chromedriver are not installed, and could not be installed automatically here"
+  say "  (not root, no passwordless sudo, no apt-get, or apt-get failed). The web-UI tests need them:"
   say "  Debian/Ubuntu: sudo apt-get install ${packages[*]}"
   say "  other systems: install Chromium and the matching chromedriver, both on PATH"
   exit 1
