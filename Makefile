@@ -15,12 +15,14 @@ $(STAMP): scripts/setup.sh requirements/lock.txt pyproject.toml
 demo: setup
 	$(PY) -m mmemo.cli demo
 
-## The default test suite (under 10 minutes on 2 CPU cores).
+## The default test suite (under 10 minutes on 2 CPU cores); installs PostgreSQL for the store tests when it can.
 test: setup
+	bash scripts/setup_postgres.sh
 	$(PY) -m pytest
 
 ## Everything, including tests marked slow.
 test-all: setup
+	bash scripts/setup_postgres.sh
 	$(PY) -m pytest -m "slow or not slow"
 
 ## The web UI in headless Chromium (installs Debian's chromium + chromium-driver when it can).

@@ -14,10 +14,13 @@ from collections.abc import Callable
 
 from mmemo.data.audio import AudioError, UnusableAudioError
 from mmemo.data.manifest import ManifestError
+from mmemo.textfiles import TextFileError
+from mmemo.training.checkpoints import CheckpointError
 
 log = logging.getLogger("mmemo")
 #: Errors caused by the user's input: printed as a message, not a traceback.
-USER_ERRORS = (ManifestError, AudioError, UnusableAudioError, FileNotFoundError, FileExistsError)
+USER_ERRORS = (ManifestError, AudioError, UnusableAudioError, FileNotFoundError, FileExistsError, CheckpointError,
+               TextFileError)
 
 
 def _run_hydra(config_name: str, task: Callable, argv: list[str]) -> None:
@@ -327,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--max-seconds", type=float, default=30.0, dest="max_seconds",
                       help="longest audio encoded at once; utterance scores use the first MAX_SECONDS")
     pred.add_argument("--audio-root", default=None, dest="audio_root",
-                      help="where a manifest's relative wav paths point (default: the manifest's folder)")
+                      help="where a manifest's relative wav paths point (default: as in training: the corpus.json audio root, else the corpus root)")
     pred.add_argument("--device", default="cpu")
     pred.add_argument("--no-text", action="store_true", dest="no_text", help="ignore manifest transcripts")
     pred.add_argument("--no-progress", action="store_true", dest="no_progress")

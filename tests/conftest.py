@@ -137,3 +137,31 @@ def tiny_e2v_dir(tmp_path_factory) -> Path:
     conf = tiny_model_conf()
     return save_funasr_model_dir(build_funasr_model(conf, num_labels=len(labels)), conf,
                                  tmp_path_factory.mktemp("e2v") / "tiny", labels)
+
+
+# -- databases: every results-store and monitor test runs on SQLite and on PostgreSQL -----------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throw-away PostgreSQL server for the session (tests/pg_server.py)."""
+    from pg_server import REQUIRED, start_server
+
+    try:
+        server = start_server()
+    except (FileNotFoundError, RuntimeError) as error:
+        if REQUIRED:
+            pytest.fail(f"MMEMO_REQUIRE_POSTGRES=1 but no PostgreSQL server could be started: {error}")
+        pytest.skip(f"PostgreSQL not available ({error})")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh, empty results database: a SQLite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'results.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    yield server.url(name)
+    server.drop_database(name)

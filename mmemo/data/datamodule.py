@@ -24,11 +24,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from mmemo.data.audio import AudioError, UnusableAudioError, load_audio
-from mmemo.data.folds import Splits, read_fold
+from mmemo.data.audio import (
+    SILENCE_DBFS,
+    AudioError,
+    UnusableAudioError,
+    check_seconds,
+    load_audio,
+    silence_peak,
+)
+from mmemo.data.folds import Splits, audio_root_of, read_fold
 from mmemo.data.labels import LabelMap
 from mmemo.data.leakage import check_duplicate_audio
-from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues, resolve_audio_paths
+from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, resolve_audio_paths
 
 log = logging.getLogger(__name__)
 BAD_AUDIO_POLICIES = ("error", "skip")
@@ -175,20 +182,6 @@ class LengthBucketSampler(Sampler[list[int]]):
         yield from batches[done if self.shuffle else 0:]
 
 
-def recorded_audio_root(root: Path) -> Path | None:
-    """The audio root a prepared corpus recorded in its corpus.json (``mmemo data prepare emobox --audio-root``)."""
-    info = root / "corpus.json"
-    if not info.is_file():
-        return None
-    import json
-
-    try:
-        recorded = json.loads(info.read_text(encoding="utf-8")).get("audio_root")
-    except json.JSONDecodeError:
-        return None
-    return Path(recorded) if recorded else None
-
-
 class EmotionDataModule(L.LightningDataModule):
     """One fold of an EmoBox-layout corpus, validated up front."""
 
@@ -207,6 +200,7 @@ class EmotionDataModule(L.LightningDataModule):
         allow_speaker_overlap: bool | None = None,
         max_seconds: float | None = 30.0,
         crop: str = "start",
+        silence_dbfs: float | None = SILENCE_DBFS,
         on_bad_audio: str = "error",
         missing_text: str = "error",
         text_source: str = "manifest",
@@ -229,15 +223,17 @@ class EmotionDataModule(L.LightningDataModule):
         self.root = Path(root)
         self.fold = int(fold)
         self.name = name or self.root.name
-        self.audio_root = Path(audio_root) if audio_root else (recorded_audio_root(self.root) or self.root)
+        self.audio_root = audio_root_of(self.root, audio_root)
         self.label_map_spec = label_map
         self.classes_spec = list(classes) if classes else None
         self.valid_fraction = valid_fraction
         self.valid_from = valid_from
         self.split_seed = split_seed
         self.allow_speaker_overlap = allow_speaker_overlap
-        self.max_seconds = max_seconds
+        self.max_seconds = check_seconds(max_seconds, "data.max_seconds")
         self.crop = crop
+        silence_peak(silence_dbfs)  # refuses a non-finite or positive level now, not per clip
+        self.silence_dbfs = silence_dbfs
         self.on_bad_audio = on_bad_audio
         if missing_text not in ("error", "allow"):
             raise ValueError(f"data.missing_text must be 'error' or 'allow', got {missing_text!r}")
@@ -306,8 +302,10 @@ class EmotionDataModule(L.LightningDataModule):
             return
         self.prepare_data()
         overlap = None if self.allow_speaker_overlap is None else ("warn" if self.allow_speaker_overlap else "error")
+        problems = IssueCollector()  # every stage adds what it finds; all are reported together
         splits = read_fold(self.root, self.fold, valid_fraction=self.valid_fraction,
-                           valid_from=self.valid_from, seed=self.split_seed, speaker_overlap=overlap)
+                           valid_from=self.valid_from, seed=self.split_seed, speaker_overlap=overlap,
+                           collect=problems)
         label_map_spec = self.label_map_spec
         if label_map_spec is None and (self.root / "label_map.json").is_file():
             label_map_spec = self.root / "label_map.json"
@@ -315,20 +313,27 @@ class EmotionDataModule(L.LightningDataModule):
                                         observed=[u.emo for u in splits.train])
         labelled: dict[str, tuple[list[Utterance], list[int]]] = {}
         for split, utterances in splits.items():
-            kept, targets, dropped = self.label_map.apply(utterances)
+            kept, targets, dropped = self.label_map.apply(utterances, problems)
             if dropped:
                 log.info("%s: dropped %d utterances by the label map (%s)", split,
                          sum(dropped.values()), dict(dropped))
+            labelled[split] = (kept, targets)
+        everything = [u for us, _ in labelled.values() for u in us]
+        if self.use_audio or (self.use_text and self.text_source == "asr"):
+            resolve_audio_paths(everything, self.audio_root, problems)
+        if self.use_text and self.text_source == "asr" and not problems:
+            labelled = self._asr_transcripts(labelled)
+        if self.use_text and self.missing_text == "error":
+            self._check_transcripts(labelled, problems)
+        if problems:
+            if self.use_audio and self.on_bad_audio == "error":  # bad audio of the good lines, same pass
+                self._check_audio([u for u in everything if u.audio_path is not None], problems)
+            problems.raise_if_any()
+        for split, (kept, _) in labelled.items():
             if not kept:
                 raise ValueError(f"the {split} split of fold {self.fold} is empty after the label map "
                                  f"({splits.files.get(split, 'carved from train')})")
-            labelled[split] = (kept, targets)
-        if self.use_text and self.text_source == "asr":
-            labelled = self._asr_transcripts(labelled)
-        if self.use_text and self.missing_text == "error":
-            self._check_transcripts(labelled)
         if self.use_audio:
-            resolve_audio_paths([u for us, _ in labelled.values() for u in us], self.audio_root)
             duplicates = check_duplicate_audio({split: us for split, (us, _) in labelled.items()})
             duplicates.raise_errors()
         self.splits = splits
@@ -352,7 +357,6 @@ class EmotionDataModule(L.LightningDataModule):
         from mmemo.data.asr import score_asr, transcribe_utterances, with_asr_text
 
         everything = [u for utterances, _ in labelled.values() for u in utterances]
-        resolve_audio_paths(everything, self.audio_root)
         texts, report = transcribe_utterances(everything, **self.asr)
         score_asr(everything, texts, report)
         self.asr_report = report
@@ -367,19 +371,31 @@ class EmotionDataModule(L.LightningDataModule):
             (self.output_dir / "asr.json").write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return replaced
 
-    def _check_transcripts(self, labelled) -> None:
+    def _check_transcripts(self, labelled, problems: IssueCollector) -> None:
         issues = [
             Issue(u.source or Source("<memory>", 0), f"missing transcript ('text') for key {u.key!r}")
             for utterances, _ in labelled.values() for u in utterances if not (u.text or "").strip()
         ]
-        raise_if_issues(issues, hint="The text branch needs a transcript for every utterance: add 'text' to the "
+        problems.add(issues, hint="The text branch needs a transcript for every utterance: add 'text' to the "
                                      "manifest, run speech-only (model/text=none), or set data.missing_text=allow "
                                      "to treat those utterances' text as missing (the fusion head then uses the "
                                      "other modalities).")
 
+    def _check_audio(self, utterances: list[Utterance], problems: IssueCollector) -> None:
+        """Decode each clip once (kept nowhere) and add the unusable ones to ``problems``."""
+        for u in tqdm(utterances, desc="checking audio", unit="clip", leave=False):
+            try:
+                self._load_wave(u)
+            except AudioError as error:
+                problems.add([Issue(u.source or Source("<memory>", 0), f"bad audio: {error}")],
+                             hint="Fix or remove the unusable clips, or set data.on_bad_audio=skip.")
+
     def _load_wave(self, utterance: Utterance) -> np.ndarray:
-        return load_audio(utterance.audio_path, key=utterance.key, start=utterance.start,
-                          end=utterance.end, max_seconds=self.max_seconds, crop=self.crop).wave
+        return self._load_clip(utterance).wave
+
+    def _load_clip(self, utterance: Utterance):
+        return load_audio(utterance.audio_path, key=utterance.key, start=utterance.start, end=utterance.end,
+                          max_seconds=self.max_seconds, crop=self.crop, silence_dbfs=self.silence_dbfs)
 
     def _scan_audio(self, examples: dict[str, list[Example]]) -> dict[str, list[Example]]:
         """Decode every clip once: reject or skip bad ones, and keep waves in memory if they fit."""
@@ -395,8 +411,7 @@ class EmotionDataModule(L.LightningDataModule):
                 u = example.utterance
                 progress.update()
                 try:
-                    clip = load_audio(u.audio_path, key=u.key, start=u.start, end=u.end,
-                                      max_seconds=self.max_seconds, crop=self.crop)
+                    clip = self._load_clip(u)
                 except AudioError as error:
                     bad.append(error)
                     self.skipped.append((split, u.key, str(u.audio_path), error.reason))

@@ -13,7 +13,6 @@ speaker-independent as the test.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -23,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmemo.data.leakage import check_splits
-from mmemo.data.manifest import Utterance, read_manifest, write_manifest
+from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, read_manifest, write_manifest
+from mmemo.textfiles import TextFileError, iter_lines, load_json
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +73,15 @@ def fold_files(root: str | Path, fold: int) -> dict[str, Path]:
 def read_stm_speakers(path: str | Path) -> dict[str, str]:
     """Speakers from an EmoBox ``data.seg.wrd.stm`` (``<id=...,spk=Ses01F,...>`` tags)."""
     speakers: dict[str, str] = {}
-    with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
-            parts = line.split(maxsplit=1)
-            if not parts:
-                continue
-            match = _STM_SPEAKER.search(line)
-            if match:
-                speakers[parts[0]] = match.group(1)
+    for number, line, problem in iter_lines(path):
+        if problem is not None:
+            raise TextFileError(path, problem, number)
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        match = _STM_SPEAKER.search(line)
+        if match:
+            speakers[parts[0]] = match.group(1)
     return speakers
 
 
@@ -92,16 +93,21 @@ def read_fold(
     valid_from: str = "speakers",
     seed: int = 0,
     speaker_overlap: str | None = None,
+    collect: IssueCollector | None = None,
 ) -> Splits:
     """Read one fold, fill speakers from the stm file if needed, and ensure a validation split.
 
     ``speaker_overlap`` (``error``/``warn``) defaults to the corpus's declared
     protocol: ``warn`` when its ``corpus.json`` says ``speaker_independent: false``
-    (an official speaker-dependent split such as MELD's), else ``error``.
+    (an official speaker-dependent split such as MELD's), else ``error``. With ``collect``,
+    malformed lines of every split file are added there (and left out) instead of raised.
     """
     root = Path(root)
     files = fold_files(root, fold)
-    parts = {split: read_manifest(path) for split, path in files.items()}
+    own = collect if collect is not None else IssueCollector()
+    parts = {split: read_manifest(path, own) for split, path in files.items()}
+    if collect is None:
+        own.raise_if_any()
     stm = root / "data.seg.wrd.stm"
     if stm.is_file() and any(u.speaker is None for us in parts.values() for u in us):
         speakers = read_stm_speakers(stm)
@@ -110,12 +116,20 @@ def read_fold(
                 if utterance.speaker is None:
                     utterance.speaker = speaker_from_key(utterance.key) or speakers.get(utterance.key)
     splits = Splits(parts["train"], parts.get("valid", []), parts["test"], files=files)
-    if "valid" not in parts:
-        splits.train, splits.valid, splits.valid_origin = carve_validation(
-            splits.train, fraction=valid_fraction, by=valid_from, seed=seed
-        )
-    report = check_splits(dict(splits.items()), speaker_overlap=speaker_overlap or declared_overlap_policy(root))
-    report.raise_errors()
+    try:
+        if "valid" not in parts:
+            splits.train, splits.valid, splits.valid_origin = carve_validation(
+                splits.train, fraction=valid_fraction, by=valid_from, seed=seed
+            )
+        report = check_splits(dict(splits.items()),
+                              speaker_overlap=speaker_overlap or declared_overlap_policy(root))
+        report.raise_errors()
+    except ValueError as error:
+        if not own:  # nothing else is wrong: this is the problem
+            raise
+        # the fold is incomplete because of bad lines; report this with them, not instead of them
+        own.add(getattr(error, "issues", None) or [Issue(Source(str(files["train"]), 0), str(error))])
+        return splits
     report.log_warnings()
     splits.warnings = report.warnings
     return splits
@@ -136,16 +150,44 @@ def speaker_from_key(key: str) -> str | None:
     return f"Ses{match.group(1)}{match.group(2)}" if match else None
 
 
+def corpus_info(root: str | Path) -> dict:
+    """The corpus's ``corpus.json`` (written by ``mmemo data prepare``), or {} when it has none."""
+    info = Path(root) / "corpus.json"
+    if not info.is_file():
+        return {}
+    data = load_json(info)
+    if not isinstance(data, dict):
+        raise TextFileError(info, "must be a JSON object")
+    return data
+
+
 def declared_overlap_policy(root: Path) -> str:
     """``warn`` for corpora whose corpus.json declares an official speaker-dependent protocol."""
-    info = root / "corpus.json"
-    if info.is_file():
-        try:
-            if json.loads(info.read_text(encoding="utf-8")).get("speaker_independent") is False:
-                return "warn"
-        except json.JSONDecodeError:
-            log.warning("%s is not valid JSON; assuming a speaker-independent protocol", info)
-    return "error"
+    return "warn" if corpus_info(root).get("speaker_independent") is False else "error"
+
+
+_FOLD_FOLDER = re.compile(r"fold_\d+$")
+
+
+def corpus_root_of(manifest: str | Path) -> Path:
+    """The corpus a manifest belongs to: ``<root>`` for a fold file ``<root>/fold_<k>/*.jsonl``,
+    else the manifest's own folder (``<root>/manifest.jsonl``)."""
+    folder = Path(manifest).resolve().parent
+    return folder.parent if _FOLD_FOLDER.match(folder.name) else folder
+
+
+def audio_root_of(corpus_root: str | Path, audio_root: str | Path | None = None) -> Path:
+    """Where a corpus's relative ``wav`` paths point, the same for training, checks and prediction.
+
+    An explicit ``audio_root`` wins; else the one ``corpus.json`` recorded (``mmemo data prepare
+    emobox --audio-root``; relative to the corpus); else the corpus root itself.
+    """
+    if audio_root:
+        return Path(audio_root)
+    recorded = corpus_info(corpus_root).get("audio_root")
+    if recorded:
+        return Path(corpus_root) / recorded if not Path(recorded).is_absolute() else Path(recorded)
+    return Path(corpus_root)
 
 
 def carve_validation(

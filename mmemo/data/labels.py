@@ -7,13 +7,13 @@ on purpose; a raw label the map does not know is an error naming file and line.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues
+from mmemo.textfiles import load_json
+from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, report
 
 
 class LabelMap:
@@ -75,7 +75,8 @@ class LabelMap:
     def index(self, class_name: str) -> int:
         return self._index[class_name]
 
-    def apply(self, utterances: Iterable[Utterance]) -> tuple[list[Utterance], list[int], Counter]:
+    def apply(self, utterances: Iterable[Utterance], collect: IssueCollector | None = None
+              ) -> tuple[list[Utterance], list[int], Counter]:
         """Return kept utterances, their class indices and a count of dropped raw labels.
 
         Every unknown label is reported with its file and line in one error.
@@ -99,7 +100,7 @@ class LabelMap:
                 continue
             kept.append(utterance)
             targets.append(self._index[name])
-        raise_if_issues(issues, hint="Add the label to data.label_map (map it to a class, "
+        report(issues, collect, hint="Add the label to data.label_map (map it to a class, "
                                      "or to null to drop it on purpose).")
         return kept, targets, dropped
 
@@ -117,12 +118,9 @@ class LabelMap:
 def load_label_map_file(path: str | os.PathLike) -> dict[str, str | None]:
     """Read an EmoBox-style ``label_map.json`` (``{"exc": "Happy", ...}``)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"label map not found: {path}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: bad JSON in label map ({error.msg})") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"label map not found: {path}")
+    data = load_json(path)
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in data.items()
     ):

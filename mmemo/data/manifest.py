@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmemo.textfiles import is_finite_number, iter_lines, loads_json
+
 #: Fields every line must carry. EmoBox files lack speaker/text/lang, so those are optional.
 REQUIRED_FIELDS = ("key", "wav", "emo")
 _KNOWN_FIELDS = (
@@ -106,24 +108,61 @@ def raise_if_issues(issues: list[Issue], hint: str = "") -> None:
         raise ManifestError(issues, hint)
 
 
+class IssueCollector:
+    """Problems from several checking stages, raised together as one :class:`ManifestError`.
+
+    Each stage (reading lines, labels, transcripts, audio paths, audio) adds what it found
+    instead of raising, so a user sees every problem of every line in one run.
+    """
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+        self.hints: list[str] = []
+
+    def add(self, issues: list[Issue], hint: str = "") -> None:
+        self.issues.extend(issues)
+        if issues and hint and hint not in self.hints:
+            self.hints.append(hint)
+
+    def __bool__(self) -> bool:
+        return bool(self.issues)
+
+    def raise_if_any(self) -> None:
+        if self.issues:
+            ordered = sorted(self.issues, key=lambda i: (i.source.path, i.source.line))
+            raise ManifestError(ordered, "\n".join(self.hints))
+
+
+def report(issues: list[Issue], collect: IssueCollector | None, hint: str = "") -> None:
+    """Add ``issues`` to ``collect``, or raise them at once when there is no collector."""
+    if collect is not None:
+        collect.add(issues, hint)
+    else:
+        raise_if_issues(issues, hint)
+
+
 def _parse_line(obj: Any, source: Source) -> tuple[Utterance | None, list[Issue]]:
+    """Every problem of one line (not only the first), or the record."""
     if not isinstance(obj, dict):
         return None, [Issue(source, f"expected a JSON object, got {type(obj).__name__}")]
+    issues: list[Issue] = []
     missing = [name for name in REQUIRED_FIELDS if obj.get(name) in (None, "")]
     if missing:
-        return None, [Issue(source, f"missing field {', '.join(repr(m) for m in missing)}")]
-    issues: list[Issue] = []
+        issues.append(Issue(source, f"missing field {', '.join(repr(m) for m in missing)}"))
     values: dict[str, Any] = {}
-    for name in ("key", "wav", "emo"):
-        if not isinstance(obj[name], (str, int)):
+    for name in REQUIRED_FIELDS:
+        if name in missing:
+            continue
+        if isinstance(obj[name], bool) or not isinstance(obj[name], (str, int)):
             issues.append(Issue(source, f"field {name!r} must be a string, got {obj[name]!r}"))
         values[name] = str(obj[name])
     for name in ("length", "start", "end"):
         value = obj.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            issues.append(Issue(source, f"field {name!r} must be a non-negative number, got {value!r}"))
+        if not is_finite_number(value) or value < 0:
+            issues.append(Issue(source, f"field {name!r} must be a finite, non-negative number of seconds, "
+                                        f"got {value!r}"))
         else:
             values[name] = float(value)
     if "start" in values and "end" in values and values["end"] <= values["start"]:
@@ -137,7 +176,7 @@ def _parse_line(obj: Any, source: Source) -> tuple[Utterance | None, list[Issue]
         value = obj.get(name)
         if value is None:
             continue
-        if not isinstance(value, (str, int)):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
             issues.append(Issue(source, f"field {name!r} must be a string, got {value!r}"))
         else:
             values[name] = str(value)
@@ -148,23 +187,36 @@ def _parse_line(obj: Any, source: Source) -> tuple[Utterance | None, list[Issue]
 
 
 def iter_manifest(path: str | os.PathLike) -> Iterator[tuple[Utterance | None, list[Issue]]]:
-    """Yield ``(utterance, issues)`` per non-blank line; never raises on content."""
+    """Yield ``(utterance, issues)`` per non-blank line; never raises on content.
+
+    Lines are read one at a time (a manifest of any size costs one line of memory here);
+    a line that is not UTF-8, not strict JSON (NaN, Infinity, 1e999, a field given twice)
+    or not a valid record yields its issues and reading goes on.
+    """
     path = Path(path)
-    with path.open("r", encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            source = Source(str(path), number)
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as error:
-                yield None, [Issue(source, f"bad JSON ({error.msg} at column {error.colno})")]
-                continue
-            yield _parse_line(obj, source)
+    for number, raw, problem in iter_lines(path):
+        source = Source(str(path), number)
+        if problem is not None:
+            yield None, [Issue(source, problem)]
+            continue
+        if not raw.strip():
+            continue
+        try:
+            obj = loads_json(raw)
+        except json.JSONDecodeError as error:
+            yield None, [Issue(source, f"bad JSON ({error.msg} at column {error.colno})")]
+            continue
+        except ValueError as error:
+            yield None, [Issue(source, str(error))]
+            continue
+        yield _parse_line(obj, source)
 
 
-def read_manifest(path: str | os.PathLike) -> list[Utterance]:
-    """Read a jsonl manifest, raising one :class:`ManifestError` listing every bad line."""
+def read_manifest(path: str | os.PathLike, collect: IssueCollector | None = None) -> list[Utterance]:
+    """Read a jsonl manifest, raising one :class:`ManifestError` listing every bad line.
+
+    With ``collect``, the problems are added there and the good lines are returned.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
@@ -182,9 +234,9 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             continue
         seen[utterance.key] = utterance.source
         utterances.append(utterance)
-    raise_if_issues(issues)
-    if not utterances:
-        raise ManifestError([Issue(Source(str(path), 0), "manifest has no utterances")])
+    if not utterances and not issues:
+        issues.append(Issue(Source(str(path), 0), "manifest has no utterances"))
+    report(issues, collect)
     return utterances
 
 
@@ -200,30 +252,40 @@ def write_manifest(utterances: Iterable[Utterance], path: str | os.PathLike) -> 
     return path
 
 
-def resolve_audio_paths(utterances: Iterable[Utterance], audio_root: str | os.PathLike) -> None:
-    """Set ``audio_path`` on each record; relative paths must stay inside ``audio_root``.
+def resolve_audio_path(wav: str, audio_root: str | os.PathLike) -> tuple[Path | None, str | None]:
+    """``(absolute path, None)`` for a manifest's ``wav``, or ``(None, problem)``.
 
-    Absolute paths are taken as written. A relative path that climbs out of the
-    root (``../..``) is refused: manifests are shared files, and a manifest
-    should not be able to point training at arbitrary files on a machine.
-    Missing files are reported here, before any work starts.
+    The one rule every command uses: absolute paths are taken as written; relative ones are
+    resolved against ``audio_root`` and may not climb out of it (``../..``): manifests are
+    shared files, and one should not be able to point mmemo at arbitrary files on a machine.
     """
     root = Path(os.path.abspath(audio_root))
-    issues: list[Issue] = []
+    path = Path(wav)
+    if path.is_absolute():
+        resolved = Path(os.path.normpath(path))
+    else:
+        resolved = Path(os.path.normpath(root / path))
+        if resolved != root and root not in resolved.parents:
+            return None, f"audio path {wav!r} escapes the data root {root}"
+    if not resolved.is_file():
+        return None, f"audio file not found: {resolved}"
+    return resolved, None
+
+
+def resolve_audio_paths(utterances: Iterable[Utterance], audio_root: str | os.PathLike,
+                        collect: IssueCollector | None = None) -> None:
+    """Set ``audio_path`` on each record (:func:`resolve_audio_path`); missing files are reported
+    here (raised at once, or added to ``collect``)."""
+    found: list[Issue] = []
     for utterance in utterances:
-        source = utterance.source or Source("<memory>", 0)
-        wav = Path(utterance.wav)
-        if wav.is_absolute():
-            resolved = Path(os.path.normpath(wav))
-        else:
-            resolved = Path(os.path.normpath(root / wav))
-            if resolved != root and root not in resolved.parents:
-                issues.append(Issue(source, f"audio path {utterance.wav!r} escapes the data root {root}"))
-                continue
-        if not resolved.is_file():
-            issues.append(Issue(source, f"audio file not found: {resolved} (key {utterance.key!r})"))
+        resolved, problem = resolve_audio_path(utterance.wav, audio_root)
+        if problem is not None:
+            found.append(Issue(utterance.source or Source("<memory>", 0), f"{problem} (key {utterance.key!r})"))
             continue
         utterance.audio_path = resolved
-    raise_if_issues(issues, hint=f"Relative 'wav' paths are resolved against {root} "
-                                 "(set data.audio_root to change it).")
+    report(found, collect, audio_root_hint(audio_root))
 
+
+def audio_root_hint(audio_root: str | os.PathLike) -> str:
+    return (f"Relative 'wav' paths are resolved against {os.path.abspath(audio_root)} "
+            "(set data.audio_root, or --audio-root, to change it).")

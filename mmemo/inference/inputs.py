@@ -7,11 +7,11 @@ rest of the batch still runs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmemo.data.manifest import iter_manifest
+from mmemo.data.folds import audio_root_of, corpus_root_of
+from mmemo.data.manifest import iter_manifest, resolve_audio_path
 
 #: Extensions picked up when a folder is given (decoding goes through mmemo.data.audio).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".webm", ".opus", ".aac", ".aiff", ".aif")
@@ -34,9 +34,11 @@ def collect_inputs(paths: list[str | Path], audio_root: str | Path | None = None
     """Expand files, folders and manifests into items, in the order given.
 
     Ids: a manifest line's ``key``; otherwise the file path as given (folders: the folder
-    joined with the file's path inside it). Relative ``wav`` paths of a manifest are
-    resolved against ``audio_root`` (default: the manifest's folder). A path that does not
-    exist is an error item, not an exception.
+    joined with the file's path inside it). Relative ``wav`` paths of a manifest follow the
+    rule training uses (:func:`~mmemo.data.folds.audio_root_of`): ``audio_root`` if given,
+    else the corpus's recorded audio root, else the corpus root (a fold file's corpus is the
+    folder above ``fold_<k>/``), and may not climb out of it. A path that does not exist is
+    an error item, not an exception.
     """
     items: list[InputItem] = []
     for raw in paths:
@@ -64,16 +66,18 @@ def collect_inputs(paths: list[str | Path], audio_root: str | Path | None = None
 
 def manifest_items(path: Path, audio_root: str | Path | None = None) -> list[InputItem]:
     """A manifest's lines as items; a malformed line becomes an error item named ``file:line``."""
-    root = Path(audio_root) if audio_root is not None else path.parent
+    try:
+        root = audio_root_of(corpus_root_of(path), audio_root)
+    except ValueError as error:  # an unreadable corpus.json
+        return [InputItem(str(path), None, error=str(error))]
     items = []
     for utterance, issues in iter_manifest(path):
         if utterance is None or issues:
             for issue in issues:
                 items.append(InputItem(str(issue.source), None, error=str(issue)))
             continue
-        wav = Path(utterance.wav)
-        audio = wav if wav.is_absolute() else Path(os.path.normpath(root / wav))
-        error = None if audio.is_file() else f"{utterance.where()}: audio file not found: {audio}"
+        audio, problem = resolve_audio_path(utterance.wav, root)
+        error = None if problem is None else f"{utterance.where()}: {problem} (key {utterance.key!r})"
         items.append(InputItem(utterance.key, audio, utterance.start, utterance.end, utterance.text, error))
     if not items:
         items.append(InputItem(str(path), None, error=f"{path}: manifest has no utterances"))

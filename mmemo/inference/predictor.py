@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmemo.data.audio import SAMPLE_RATE, AudioError, load_audio
+from mmemo.data.audio import (
+    SAMPLE_RATE,
+    SILENCE_DBFS,
+    AudioError,
+    check_seconds,
+    iter_audio_blocks,
+    load_audio,
+    silence_peak,
+)
 from mmemo.data.batching import length_sorted_batches
 from mmemo.encoders.base import EncoderOutput
 from mmemo.fusion.base import masked_mean
@@ -48,7 +56,9 @@ log = logging.getLogger(__name__)
 
 GRANULARITIES = ("utterance", "frame")
 #: Predictor options (the rest of ``from_source``'s options go to the model loader).
-PREDICTOR_OPTIONS = ("batch_seconds", "batch_size", "max_seconds", "window_rows")
+PREDICTOR_OPTIONS = ("batch_seconds", "batch_size", "max_seconds", "window_rows", "silence_dbfs")
+#: Why a clip's result is refused when the model's scores are not numbers.
+NON_FINITE = "the model produced non-finite scores (NaN or infinity) for this clip"
 
 
 @dataclass
@@ -99,19 +109,25 @@ class Predictor:
     ``batch_seconds``: padded audio per batch (memory bound); ``batch_size``: clips per batch;
     ``max_seconds``: longest audio encoded in one pass. Longer clips are cropped to their
     first ``max_seconds`` for utterance output (``Prediction.cropped``); their frame
-    timeline still covers the whole clip, encoded in overlapping windows like a stream.
+    timeline still covers the whole clip, encoded in overlapping windows like a stream and,
+    for files, decoded block by block (memory does not grow with the file's length).
+    ``silence_dbfs``: files whose peak is below this level are reported as silent.
     """
 
     sample_rate: int = SAMPLE_RATE
 
     def __init__(self, model: ScoringModel, device: str | torch.device = "cpu", *, batch_seconds: float = 32.0,
-                 batch_size: int = 16, max_seconds: float = 30.0, window_rows: int = 512):
+                 batch_size: int = 16, max_seconds: float = 30.0, window_rows: int = 512,
+                 silence_dbfs: float | None = SILENCE_DBFS):
         if model.speech is None:
             raise ValueError(f"{model.model_id} has no speech encoder (a text-only model): "
                              "prediction classifies audio")
-        if batch_size < 1 or batch_seconds <= 0 or max_seconds <= 0:
-            raise ValueError(f"batch_size, batch_seconds and max_seconds must be positive, got "
-                             f"{batch_size}, {batch_seconds}, {max_seconds}")
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        check_seconds(batch_seconds, "batch_seconds")
+        check_seconds(max_seconds, "max_seconds")
+        silence_peak(silence_dbfs)
+        self.silence_dbfs = silence_dbfs
         self.model = model
         self.device = torch.device(device)
         self.batch_seconds = float(batch_seconds)
@@ -218,13 +234,14 @@ class Predictor:
                         done[index] = Prediction.failed(item.audio_id, item.error, _str(item.path))
                         continue
                     try:
-                        key = None if item.audio_id == str(item.path) else item.audio_id  # no id twice in errors
-                        clip = load_audio(item.path, key=key, start=item.start, end=item.end,
-                                          max_seconds=self.max_seconds if granularity == "utterance" else None)
+                        # never more than max_seconds in memory: a longer clip's frames are streamed below
+                        clip = load_audio(item.path, key=self._error_key(item), start=item.start, end=item.end,
+                                          max_seconds=self.max_seconds, silence_dbfs=self.silence_dbfs)
                     except AudioError as error:
                         done[index] = Prediction.failed(item.audio_id, str(error), _str(item.path))
                         continue
-                    loaded.append((index, clip.wave, clip.source_seconds))
+                    loaded.append((index, clip.wave, clip.source_seconds if not clip.cropped else
+                                   max(clip.source_seconds, self.max_seconds + 1e-3)))
                 bar.update(len(done))
                 if loaded:
                     texts = [part[i].text or "" for i, _, _ in loaded] if use_text and self.model.text else None
@@ -235,6 +252,9 @@ class Predictor:
                                                     on_batch=bar.update)
                     for (index, _, seconds), prediction in zip(loaded, scored):
                         prediction.cropped = prediction.cropped or seconds > self.max_seconds + 1e-6
+                        if prediction.cropped and granularity == "frame" and prediction.ok:
+                            prediction = self._stream_file_timeline(part[index], prediction, smooth,
+                                                                    part[index].text if texts else None)
                         done[index] = prediction
                 results += [done[i] for i in range(len(part))]
         finally:
@@ -243,6 +263,31 @@ class Predictor:
         if failed:
             log.warning("%d of %d inputs failed (reported per input)", len(failed), len(results))
         return results
+
+    @staticmethod
+    def _error_key(item: InputItem) -> str | None:
+        return None if item.audio_id == str(item.path) else item.audio_id  # no id twice in errors
+
+    def _stream_file_timeline(self, item: InputItem, prediction: Prediction, smooth: int,
+                              text: str | None) -> Prediction:
+        """The frame timeline of a file longer than ``max_seconds``, decoded and encoded block by block."""
+        session = self._long_session(smooth, text)
+        parts, samples = [], 0
+        try:
+            for block in iter_audio_blocks(item.path, block_seconds=self.max_seconds, start=item.start,
+                                           end=item.end, key=self._error_key(item)):
+                samples += len(block)
+                parts.append(session.push_logits(block))
+        except AudioError as error:
+            return Prediction.failed(item.audio_id, str(error), _str(item.path))
+        parts.append(session.finish_logits())
+        times = np.concatenate([p[0] for p in parts])
+        logits = np.concatenate([p[1] for p in parts])
+        if not np.isfinite(logits).all():
+            return Prediction.failed(item.audio_id, f"{item.audio_id}: {NON_FINITE}", _str(item.path))
+        prediction.timeline = self._timeline(times, logits, smooth, samples)
+        prediction.duration = samples / self.sample_rate
+        return prediction
 
     def frame_scores(self, waveform: np.ndarray, smooth: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Frame times [T] (s, frame centres) and probabilities [T,C] for one waveform."""
@@ -330,6 +375,10 @@ class Predictor:
             out = []
             for row, wave in enumerate(waves):
                 row_logits = logits[row].cpu().numpy()
+                if not np.isfinite(row_logits).all():
+                    out.append(Prediction.failed(ids[row], f"{ids[row]}: {NON_FINITE}",
+                                                 duration=len(full[row]) / self.sample_rate))
+                    continue
                 probs = softmax(row_logits[None])[0]
                 top = int(probs.argmax())
                 prediction = Prediction(ids[row], self.classes[top], float(probs[top]),
@@ -344,6 +393,10 @@ class Predictor:
                     else:
                         frame_logits = self._window_logits(feats, row, smooth)
                         times = frame_times(len(frame_logits), self.frame_rate)
+                    if not np.isfinite(frame_logits).all():
+                        out.append(Prediction.failed(ids[row], f"{ids[row]}: {NON_FINITE}",
+                                                     duration=prediction.duration))
+                        continue
                     prediction.timeline = self._timeline(times, frame_logits, smooth, len(full[row]))
                 out.append(prediction)
         return out
@@ -379,13 +432,17 @@ class Predictor:
             chunks.append(self.model.logits(window_feats).float().cpu().numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
 
-    def _long_frame_logits(self, wave: np.ndarray, smooth: int, text: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """A clip longer than ``max_seconds``: overlapping windows, exactly as a stream would see it."""
+    def _long_session(self, smooth: int, text: str | None):
+        """Overlapping windows of ``max_seconds`` (2 s of context each side) for clips longer than one pass."""
         from mmemo.inference.stream import StreamSession
 
         context = min(2.0, self.max_seconds / 4)
-        session = StreamSession(self, hop_seconds=self.max_seconds - 2 * context, context_seconds=context,
-                                lookahead_seconds=context, smooth=smooth, text=text)
+        return StreamSession(self, hop_seconds=self.max_seconds - 2 * context, context_seconds=context,
+                             lookahead_seconds=context, smooth=smooth, text=text)
+
+    def _long_frame_logits(self, wave: np.ndarray, smooth: int, text: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """A clip longer than ``max_seconds``: overlapping windows, exactly as a stream would see it."""
+        session = self._long_session(smooth, text)
         parts = [session.push_logits(wave), session.finish_logits()]
         times = np.concatenate([p[0] for p in parts])
         return times, np.concatenate([p[1] for p in parts])

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmemo.inference.predictor import Predictor
+from mmemo.inference.predictor import NON_FINITE, Predictor
 from mmemo.inference.timeline import frame_times, softmax
 
 ENCODINGS = ("pcm_s16le", "f32le")
+
+
+class NonFiniteScores(RuntimeError):
+    """The model's scores for a segment are not numbers (NaN or infinity): nothing to emit."""
 
 
 class StreamSession:
@@ -121,6 +125,8 @@ class StreamSession:
         start = max(0, self._emitted * self.frame_step - self.context_samples)
         segment = self._buffer[start - self._buffer_start: end - self._buffer_start]
         logits = self.predictor.segment_frame_logits(segment, self.smooth, self.text)
+        if not np.isfinite(logits).all():
+            raise NonFiniteScores(NON_FINITE)
         first = start // self.frame_step
         begin = self._emitted - first
         stop = len(logits) if last_frame is None else min(len(logits), last_frame - first)

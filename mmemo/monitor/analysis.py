@@ -8,7 +8,6 @@ one alert engine with its cooldowns, one store and one webhook queue.
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 import uuid
@@ -58,8 +57,7 @@ def _default_stream_factory(predictor, settings: MonitorSettings):
 
 class Monitor:
     def __init__(self, settings: MonitorSettings, predictor, *, transport: Transport | None = None,
-                 stream_factory: Callable[[str], object] | None = None, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep):
+                 stream_factory: Callable[[str], object] | None = None, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.predictor = predictor
         self.classes = list(predictor.classes)
@@ -67,12 +65,17 @@ class Monitor:
         self.frame_period = 1.0 / float(predictor.frame_rate)
         self.clock = clock
         self.started = clock()
-        self.rules_file = RulesFile(settings.rules or default_rules_path(), self.classes)
-        self.engine = AlertEngine(lambda: self.rules_file.ruleset, self.classes)
+        # a user's rules file is strict; the built-in default skips rules that do not fit the model
+        self.rules_file = RulesFile(settings.rules or default_rules_path(), self.classes,
+                                    strict=settings.rules is not None, allowed_hosts=settings.webhook_allow_hosts)
         self.store = ResultStore(settings.db_url, hash_ids=settings.hash_ids, salt=settings.salt or "",
                                  retention_days=settings.retention_days)
-        self.dispatcher = AlertDispatcher(self.store, transport, sleep=sleep,
-                                          backoff_scale=settings.webhook_backoff_scale)
+        self.engine = AlertEngine(lambda: self.rules_file.ruleset, self.classes, self.store.last_firings())
+        self.dispatcher = AlertDispatcher(self.store, transport, clock=clock,
+                                          backoff_scale=settings.webhook_backoff_scale,
+                                          allowed_hosts=settings.webhook_allow_hosts)
+        #: At most this many uploads are decoded at once: the decode peak stays bounded under load.
+        self._decoding = threading.BoundedSemaphore(settings.max_concurrent_decodes)
         self.batcher = PredictionBatcher(predictor, max_batch=settings.batch_size,
                                          max_wait=settings.batch_wait_ms / 1000, embeddings=settings.embeddings,
                                          smooth=settings.smooth,
@@ -121,22 +124,25 @@ class Monitor:
 
     # -- audio -----------------------------------------------------------------------------------
     def decode(self, path: Path) -> np.ndarray:
-        """Decode an uploaded file to mono 16 kHz, refusing clips over ``max_duration_s``."""
-        limit = self.settings.max_duration_s
-        try:
-            clip = load_audio(path, max_seconds=limit)
-        except AudioError as error:
-            raise AnalysisError(f"cannot decode the upload: {error.reason}") from None
-        if clip.source_seconds > limit + 1e-3:
-            raise AnalysisError(f"audio is {clip.source_seconds:.1f} s long; the limit is {limit:g} s "
-                                f"(--max-duration)", status=413)
-        return clip.wave
+        """Decode an uploaded file to mono 16 kHz, refusing clips over ``max_duration_s``.
 
-    def decode_bytes(self, data: bytes, suffix: str = "") -> np.ndarray:
-        with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
-            handle.write(data)
-            handle.flush()
-            return self.decode(Path(handle.name))
+        Decoding stops just past the limit whatever the codec, and at most
+        ``max_concurrent_decodes`` files are decoded at once.
+        """
+        limit = self.settings.max_duration_s
+        with self._decoding:
+            try:
+                clip = load_audio(path, max_seconds=limit, silence_dbfs=self.settings.silence_dbfs)
+            except AudioError as error:
+                raise AnalysisError(f"cannot decode the upload: {error.reason}") from None
+        if clip.cropped:  # not decoded past the limit: the length is the header's, when it has one
+            if clip.duration_known:
+                problem = f"audio is {clip.source_seconds:.1f} s long; the limit is {limit:g} s"
+            else:
+                about = f" (about {clip.source_seconds:.0f} s by its header)" if clip.source_seconds > limit + 1 else ""
+                problem = f"audio is longer than the {limit:g} s limit{about}"
+            raise AnalysisError(f"{problem} (--max-duration)", status=413)
+        return clip.wave
 
     # -- analysis --------------------------------------------------------------------------------
     def analyze(self, waveform: np.ndarray, *, audio_id: str | None = None, channel: str = "default",
@@ -193,12 +199,13 @@ class Monitor:
 
     def health(self) -> dict:
         rules = self.rules_file.ruleset.rules
-        return {"status": "ok", "model_id": self.model_id, "classes": self.classes,
+        return {"status": "degraded" if self.rules_file.last_error else "ok", "model_id": self.model_id, "classes": self.classes,
                 "frame_rate": 1.0 / self.frame_period, "uptime_s": round(self.clock() - self.started, 1),
-                "rules": {"count": len(rules), "version": self.rules_file.version, "path": str(self.rules_file.path),
+                "rules": {"count": len(rules), "version": self.rules_file.version, "file": self.rules_file.path.name,
                           "error": self.rules_file.last_error},
                 "live_streams": self.live_streams, "journal_mode": self.store.journal_mode(),
-                "webhooks": {"delivered": self.dispatcher.delivered, "dead_lettered": self.dispatcher.dead}}
+                "webhooks": {"delivered": self.dispatcher.delivered, "dead_lettered": self.dispatcher.dead,
+                             "pending": self.store.pending_deliveries()}}
 
 
 SAMPLE_FORMATS = {"s16le": 2, "f32le": 4}

@@ -1,20 +1,28 @@
-"""Alert delivery: log lines at once, webhooks on a background thread with retries.
+"""Alert delivery: log lines at once, webhooks from a durable queue with retries.
 
-A webhook is POSTed as JSON; any non-2xx answer or network error is retried after
-``backoff * 2**k`` seconds (k = 0, 1, ...) up to ``retries`` more times, and a webhook that
-still fails is written to the dead-letter table with its payload and last error, so an
-outage of the receiver loses nothing and never slows down analysis requests.
+A webhook is first written to the results store (table ``deliveries``) and only then tried,
+so a restart - even ``kill -9`` while a retry is waiting - loses nothing: pending deliveries
+are resumed when the monitor starts. Delivery is *at least once*: a receiver may see the same
+alert twice (the process died after sending, before recording it), so every payload carries an
+``idempotency_key`` (also sent as the ``Idempotency-Key`` header) that stays the same across
+attempts and restarts.
+
+Any non-2xx answer or network error is retried after ``backoff * 2**k`` seconds (k = 0, 1, ...)
+up to ``retries`` more times; a webhook that still fails is written to the dead-letter table
+with its payload and last error. Retries are scheduled in the store (``next_attempt_at``), not
+slept through, so one slow receiver never holds up another's alerts, and analysis requests
+never wait for a receiver.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Collection
 
+from mmemo.monitor.destinations import DestinationError, check_resolved
 from mmemo.monitor.rules import Action
 from mmemo.monitor.store import ResultStore
 
@@ -22,6 +30,8 @@ log = logging.getLogger("mmemo.monitor.alerts")
 
 #: ``transport(url, payload, headers, timeout) -> HTTP status``; raises on network errors.
 Transport = Callable[[str, dict, dict, float], int]
+#: How often the worker looks for due deliveries when nothing wakes it (other processes, restarts).
+POLL_SECONDS = 1.0
 
 
 def httpx_transport() -> Transport:
@@ -35,23 +45,28 @@ def httpx_transport() -> Transport:
     return post
 
 
-@dataclass
-class _Job:
-    alert_id: int | None
-    action: Action
-    payload: dict
+def action_spec(action: Action) -> dict:
+    """What a stored delivery needs of its action (the rules may change before it is sent)."""
+    return {"retries": action.retries, "backoff": action.backoff, "timeout": action.timeout,
+            "headers": dict(action.headers)}
 
 
 class AlertDispatcher:
-    """Runs each alert's actions. ``sleep`` and ``transport`` are injectable for tests."""
+    """Runs each alert's actions; one worker thread sends the stored webhook deliveries.
 
-    def __init__(self, store: ResultStore, transport: Transport | None = None,
-                 sleep: Callable[[float], None] = time.sleep, backoff_scale: float = 1.0):
+    ``transport`` and ``clock`` are injectable for tests; ``backoff_scale`` multiplies every
+    rule's backoff (tests and benchmarks use ~0). ``allowed_hosts`` skip the destination checks.
+    """
+
+    def __init__(self, store: ResultStore, transport: Transport | None = None, *, clock: Callable[[], float] = time.time,
+                 backoff_scale: float = 1.0, allowed_hosts: Collection[str] = ()):
         self.store = store
         self._transport = transport
-        self._sleep = sleep
-        self.backoff_scale = backoff_scale  # multiplies every rule's backoff (tests and benchmarks use ~0)
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self.clock = clock
+        self.backoff_scale = backoff_scale
+        self.allowed_hosts = tuple(allowed_hosts)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.delivered = 0
         self.dead = 0
@@ -63,19 +78,24 @@ class AlertDispatcher:
         return self._transport
 
     def start(self) -> None:
+        """Start the worker; deliveries left pending by an earlier process are picked up at once."""
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="mmemo-webhooks", daemon=True)
             self._thread.start()
+            pending = self.store.pending_deliveries()
+            if pending:
+                log.info("resuming %d pending webhook deliver%s", pending, "y" if pending == 1 else "ies")
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
-            self._queue.put(None)
+            self._stop.set()
+            self._wake.set()
             self._thread.join(timeout)
             self._thread = None
 
     def dispatch(self, alert: dict, alert_id: int | None, actions: list[Action]) -> None:
-        """Log now; queue webhooks (the caller never waits for a receiver)."""
-        payload = {"event": "mmemo.alert", "alert_id": alert_id, **alert}
+        """Log now; store webhooks for the worker (the caller never waits for a receiver)."""
         for action in actions:
             if action.type == "log":
                 level = getattr(logging, action.level.upper())
@@ -83,52 +103,59 @@ class AlertDispatcher:
                         alert["priority"], alert["channel"], alert["audio_id"], alert["start"], alert["end"],
                         alert["score"], alert.get("description", ""))
             elif action.type == "webhook":
-                if alert_id is not None:
-                    self.store.set_delivery(alert_id, "pending")
-                self._queue.put(_Job(alert_id, action, payload))
+                key = uuid.uuid4().hex
+                payload = {"event": "mmemo.alert", "alert_id": alert_id, "idempotency_key": key, **alert}
+                self.store.add_delivery(alert_id=alert_id, url=action.url, action=action_spec(action),
+                                        payload=payload, key=key, due=self.clock())
                 self.start()
+                self._wake.set()
 
     def join(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued webhook is delivered or dead-lettered (tests, shutdown)."""
+        """Wait until no delivery is pending (delivered or dead-lettered); tests and shutdown."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self.store.pending_deliveries() and time.monotonic() < deadline:
+            self._wake.set()
             time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return not self.store.pending_deliveries()
 
     def _run(self) -> None:
-        while True:
-            job = self._queue.get()
+        while not self._stop.is_set():
             try:
-                if job is None:
-                    return
-                self.deliver(job)
-            except Exception:  # never let one bad job stop delivery
-                log.exception("webhook delivery crashed")
-            finally:
-                self._queue.task_done()
+                claimed = self.store.claim_delivery(self.clock(), lease_seconds=60.0)
+                if claimed is not None:
+                    self._attempt(claimed)
+                    continue
+                due = self.store.next_delivery_due()
+            except Exception:  # a database hiccup must not end delivery
+                log.exception("webhook queue unavailable; retrying")
+                due = None
+            wait = POLL_SECONDS if due is None else min(POLL_SECONDS, max(0.0, due - self.clock()))
+            self._wake.wait(wait)
+            self._wake.clear()
 
-    def deliver(self, job: _Job) -> bool:
-        action = job.action
-        headers = {"User-Agent": "mmemo-monitor", **dict(action.headers)}
-        attempts, error = 0, ""
-        for attempt in range(action.retries + 1):
-            if attempt:
-                self._sleep(action.backoff * self.backoff_scale * 2 ** (attempt - 1))
-            attempts += 1
-            try:
-                status = self.transport(action.url, job.payload, headers, action.timeout)
-            except Exception as exc:  # network errors, timeouts
-                error = f"{type(exc).__name__}: {exc}"
-            else:
-                if 200 <= status < 300:
-                    if job.alert_id is not None:
-                        self.store.set_delivery(job.alert_id, "delivered")
-                    self.delivered += 1
-                    return True
-                error = f"HTTP {status}"
-            log.warning("webhook %s attempt %d/%d failed: %s", action.url, attempts, action.retries + 1, error)
-        self.store.add_dead_letter(alert_id=job.alert_id, url=action.url, payload=job.payload, attempts=attempts,
-                                   last_error=error)
+    def _attempt(self, delivery: dict) -> None:
+        action = delivery["action"]
+        headers = {"User-Agent": "mmemo-monitor", "Idempotency-Key": delivery["key"], **action.get("headers", {})}
+        attempt = delivery["attempts"] + 1
+        total = int(action["retries"]) + 1
+        try:
+            check_resolved(delivery["url"], self.allowed_hosts)
+            status = self.transport(delivery["url"], delivery["payload"], headers, float(action["timeout"]))
+            error = "" if 200 <= status < 300 else f"HTTP {status}"
+        except DestinationError as refused:
+            error, total = f"refused: {refused}", attempt  # never retried
+        except Exception as exc:  # network errors, timeouts
+            error = f"{type(exc).__name__}: {exc}"
+        if not error:
+            self.store.delivery_attempted(delivery["id"], ok=True)
+            self.delivered += 1
+            return
+        url = delivery["url"].split("?")[0]  # a query string may carry a receiver's secret
+        if attempt < total:
+            delay = float(action["backoff"]) * self.backoff_scale * 2 ** (attempt - 1)
+            self.store.delivery_attempted(delivery["id"], ok=False, error=error, retry_at=self.clock() + delay)
+            log.warning("webhook %s attempt %d/%d failed: %s; next try in %.3g s", url, attempt, total, error, delay)
+            return
+        self.store.delivery_attempted(delivery["id"], ok=False, error=error)
         self.dead += 1
-        log.error("webhook %s dead-lettered after %d attempts: %s", action.url, attempts, error)
-        return False
+        log.error("webhook %s dead-lettered after %d attempts: %s", url, attempt, error)

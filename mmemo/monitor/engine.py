@@ -87,13 +87,19 @@ class _Window:
 
 
 class AlertEngine:
-    """Current rules plus the cooldown clock; thread-safe (sessions run on worker threads)."""
+    """Current rules plus the cooldown clock; thread-safe (sessions run on worker threads).
 
-    def __init__(self, rules: RuleSet | Callable[[], RuleSet], classes: Sequence[str]):
+    ``last_fired`` ({(rule, channel): epoch s}) restores the cooldown clock of an earlier run
+    (the monitor derives it from its stored alerts), so a restart never lets a rule with a
+    day-long cooldown fire again within the day.
+    """
+
+    def __init__(self, rules: RuleSet | Callable[[], RuleSet], classes: Sequence[str],
+                 last_fired: dict[tuple[str, str], float] | None = None):
         self._rules = rules if callable(rules) else (lambda: rules)
         self.classes = list(classes)
         self._index = {name: i for i, name in enumerate(self.classes)}
-        self._last_fired: dict[tuple[str, str], float] = {}
+        self._last_fired: dict[tuple[str, str], float] = dict(last_fired or {})
         self._lock = threading.Lock()
 
     @property

@@ -10,15 +10,18 @@ rule and the field, so a typo never silently disables an alert.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
+import math
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mmemo.monitor.destinations import check_url
+from mmemo.textfiles import TextFileError, loads_yaml, read_text
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ PRIORITIES = ("low", "medium", "high", "critical")
 RULE_TYPES = ("threshold", "combination")
 AGGREGATES = ("min", "mean")
 ACTION_TYPES = ("log", "webhook")
+#: A rules file larger than this is not a rules file.
+MAX_RULES_BYTES = 1 << 20
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 _RULE_FIELDS = {"name", "type", "emotion", "emotions", "threshold", "duration", "aggregate", "channels",
@@ -38,6 +43,11 @@ _ACTION_FIELDS = {"log": {"type", "level"},
 
 class RulesError(ValueError):
     """A rules file that cannot be used; the message names the file, rule and field."""
+
+
+def _canonical(classes: Sequence[str]) -> dict[str, str]:
+    """Lower-cased class name -> the model's own spelling."""
+    return {c.lower(): c for c in classes}
 
 
 @dataclass(frozen=True)
@@ -94,15 +104,29 @@ class RuleSet:
     def for_channel(self, channel: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.applies_to(channel)]
 
-    def check_classes(self, classes: Sequence[str]) -> None:
-        """Every emotion a rule names must be one of the model's classes."""
-        known = set(classes)
+    def fit_classes(self, classes: Sequence[str], *, strict: bool = True) -> "RuleSet":
+        """The rules with emotion names spelled as the model's classes (matched case-insensitively).
+
+        ``strict`` (a user's rules file): a name that is no class of the model is an error, with
+        the closest class names suggested. Not strict (the built-in default rules): a rule that
+        does not fit this model is left out with a log line, so a default never blocks a model.
+        """
+        known = _canonical(classes)
+        fitted = []
         for index, rule in enumerate(self.rules):
-            for emotion in rule.emotions:
-                if emotion not in known:
-                    field_name = "emotion" if rule.type == "threshold" else "emotions"
-                    raise RulesError(f"{self.source}: rule {rule.name!r} (#{index + 1}), field {field_name!r}: "
-                                     f"{emotion!r} is not a class of the model (classes: {', '.join(classes)})")
+            unknown = [e for e in rule.emotions if e.lower() not in known]
+            if unknown:
+                field_name = "emotion" if rule.type == "threshold" else "emotions"
+                close = difflib.get_close_matches(unknown[0].lower(), list(known), n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(repr(known[c]) for c in close)}?" if close else ""
+                problem = (f"{self.source}: rule {rule.name!r} (#{index + 1}), field {field_name!r}: "
+                           f"{unknown[0]!r} is not a class of the model{hint} (classes: {', '.join(classes)})")
+                if strict:
+                    raise RulesError(problem)
+                log.info("default rule %r skipped: it does not fit this model (%s)", rule.name, problem)
+                continue
+            fitted.append(replace(rule, emotions=tuple(known[e.lower()] for e in rule.emotions)))
+        return RuleSet(fitted, self.source, self.digest)
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -113,6 +137,8 @@ def _fail(source: str, where: str, field_name: str, problem: str) -> RulesError:
 def _number(value: Any, source: str, where: str, name: str, low: float, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(source, where, name, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise _fail(source, where, name, f"must be a finite number, got {value!r}")
     if value < low or (high is not None and value > high):
         bounds = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
         raise _fail(source, where, name, f"must be {bounds}, got {value!r}")
@@ -125,7 +151,7 @@ def _choice(value: Any, choices: Sequence[str], source: str, where: str, name: s
     return value
 
 
-def _parse_action(raw: Any, source: str, where: str, index: int) -> Action:
+def _parse_action(raw: Any, source: str, where: str, index: int, allowed_hosts: Collection[str] = ()) -> Action:
     name = f"actions[{index}]"
     if isinstance(raw, str):
         raw = {"type": raw}
@@ -141,6 +167,10 @@ def _parse_action(raw: Any, source: str, where: str, index: int) -> Action:
     url = raw.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise _fail(source, where, f"{name}.url", f"must be an http:// or https:// URL, got {url!r}")
+    try:
+        check_url(url, allowed_hosts)
+    except ValueError as error:  # DestinationError, or a malformed URL (bad port, brackets)
+        raise _fail(source, where, f"{name}.url", str(error)) from None
     retries = raw.get("retries", 3)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
         raise _fail(source, where, f"{name}.retries", f"must be an integer in [0, 20], got {retries!r}")
@@ -153,7 +183,8 @@ def _parse_action(raw: Any, source: str, where: str, index: int) -> Action:
                   headers=tuple(sorted((str(k), v) for k, v in headers.items())))
 
 
-def _parse_rule(raw: Any, defaults: dict, source: str, index: int, seen: set[str]) -> Rule | None:
+def _parse_rule(raw: Any, defaults: dict, source: str, index: int, seen: set[str],
+                allowed_hosts: Collection[str] = ()) -> Rule | None:
     if not isinstance(raw, dict):
         raise RulesError(f"{source}: rule #{index + 1} must be a mapping, got {raw!r}")
     name = raw.get("name")
@@ -208,13 +239,13 @@ def _parse_rule(raw: Any, defaults: dict, source: str, index: int, seen: set[str
         channels=tuple(channels),
         priority=_choice(merged.get("priority", "medium"), PRIORITIES, source, where, "priority"),
         cooldown=_number(merged.get("cooldown", 60.0), source, where, "cooldown", 0.0),
-        actions=tuple(_parse_action(a, source, where, i) for i, a in enumerate(actions_raw)),
+        actions=tuple(_parse_action(a, source, where, i, allowed_hosts) for i, a in enumerate(actions_raw)),
         description=str(raw.get("description", "")),
     )
     return rule if enabled else None
 
 
-def parse_rules(data: Any, source: str = "<memory>") -> RuleSet:
+def parse_rules(data: Any, source: str = "<memory>", allowed_hosts: Collection[str] = ()) -> RuleSet:
     """Validate a parsed rules document (``{defaults: {...}, rules: [...]}``)."""
     if data is None:
         data = {}
@@ -234,25 +265,26 @@ def parse_rules(data: Any, source: str = "<memory>") -> RuleSet:
     if not isinstance(raw_rules, list):
         raise RulesError(f"{source}: 'rules' must be a list")
     seen: set[str] = set()
-    rules = [rule for i, raw in enumerate(raw_rules) if (rule := _parse_rule(raw, defaults, source, i, seen))]
+    rules = [rule for i, raw in enumerate(raw_rules)
+             if (rule := _parse_rule(raw, defaults, source, i, seen, allowed_hosts))]
     return RuleSet(rules, source)
 
 
-def load_rules(path: str | Path, classes: Sequence[str] | None = None) -> RuleSet:
-    """Read and validate a rules file; with ``classes``, also check every emotion name exists."""
+def load_rules(path: str | Path, classes: Sequence[str] | None = None, *, strict: bool = True,
+               allowed_hosts: Collection[str] = ()) -> RuleSet:
+    """Read and validate a rules file; with ``classes``, fit every emotion name to the model's
+    (see :meth:`RuleSet.fit_classes` for ``strict``). Any problem is a :class:`RulesError`
+    naming the file (and line, rule and field where there is one)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise RulesError(f"{path}: cannot read the rules file ({error.strerror or error})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RulesError(f"{path}: not valid YAML: {error}") from None
-    ruleset = parse_rules(data, str(path))
+        text = read_text(path, max_bytes=MAX_RULES_BYTES)
+        data = loads_yaml(text, path)
+    except TextFileError as error:
+        raise RulesError(str(error)) from None
+    ruleset = parse_rules(data, str(path), allowed_hosts)
     ruleset.digest = hashlib.sha256(text.encode()).hexdigest()
     if classes is not None:
-        ruleset.check_classes(classes)
+        ruleset = ruleset.fit_classes(classes, strict=strict)
     return ruleset
 
 
@@ -278,13 +310,16 @@ class RulesFile:
     :attr:`last_error` (shown by ``GET /health`` and ``GET /rules``).
     """
 
-    def __init__(self, path: str | Path, classes: Sequence[str] | None = None):
+    def __init__(self, path: str | Path, classes: Sequence[str] | None = None, *, strict: bool = True,
+                 allowed_hosts: Collection[str] = ()):
         self.path = Path(path)
         self.classes = list(classes) if classes is not None else None
+        self.strict = strict
+        self.allowed_hosts = tuple(allowed_hosts)
         self._lock = threading.Lock()
         self._stamp: tuple[float, int] | None = None
         self.last_error: str | None = None
-        self.ruleset = load_rules(self.path, self.classes)  # the first load must succeed
+        self.ruleset = self._load()  # the first load must succeed
         self._stamp = self._current_stamp()
         self.version = 1
 
@@ -295,17 +330,25 @@ class RulesFile:
             return None
         return stat.st_mtime_ns, stat.st_size
 
+    def _load(self) -> RuleSet:
+        return load_rules(self.path, self.classes, strict=self.strict, allowed_hosts=self.allowed_hosts)
+
     def reload(self) -> ReloadResult:
-        """Re-read the file now (``POST /rules/reload``)."""
+        """Re-read the file now (``POST /rules/reload``). Never raises: a file that cannot be
+        used is reported once (log, ``/health``, ``/rules``) and the previous rules stay."""
         with self._lock:
             stamp = self._current_stamp()
             try:
-                ruleset = load_rules(self.path, self.classes)
-            except RulesError as error:
+                ruleset = self._load()
+            except Exception as error:  # noqa: BLE001 - whatever a file holds, the service keeps running
+                message = str(error) if isinstance(error, RulesError) else \
+                    f"{self.path}: cannot use the rules file ({type(error).__name__}: {error})"
                 self._stamp = stamp  # do not retry the same broken content on every poll
-                self.last_error = str(error)
-                log.error("rules not reloaded, keeping the previous %d rule(s): %s", len(self.ruleset.rules), error)
-                return ReloadResult(False, str(error), len(self.ruleset.rules))
+                if message != self.last_error:
+                    log.error("rules not reloaded, keeping the previous %d rule(s): %s", len(self.ruleset.rules),
+                              message)
+                self.last_error = message
+                return ReloadResult(False, message, len(self.ruleset.rules))
             self._stamp, self.last_error = stamp, None
             changed = ruleset.digest != self.ruleset.digest
             if changed:

@@ -1,12 +1,17 @@
 """``mmemo monitor serve``: the FastAPI app (HTTP routes, UI) and the uvicorn runner.
 
 Routes are thin: they check the token and limits, then call the :class:`Monitor`. Every
-route but ``GET /health`` and the UI's static files needs the bearer token.
+route needs the bearer token except the UI's static files and ``GET /health``, which without
+a token says only whether the service is up (with one, it gives the full status). The OpenAPI
+schema is at ``GET /openapi.json``, behind the token; there is no ``/docs`` page (Swagger UI
+loads from a CDN and cannot send the token).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from mmemo.monitor.analysis import AnalysisError, Monitor, load_predictor
-from mmemo.monitor.auth import require_token
+from mmemo.monitor.auth import RedactSecrets, has_valid_token, require_token
 from mmemo.monitor.limits import BodySizeLimit
 from mmemo.monitor.settings import MonitorSettings
 from mmemo.monitor.store import RecordFilter
@@ -45,6 +50,19 @@ def _alert_filter(value: str | None) -> bool | str | None:
     return value  # a rule name
 
 
+def _safe_suffix(filename: str | None) -> str:
+    """The upload's extension (a hint for the decoder), never a path."""
+    suffix = Path(filename or "").suffix.lower()
+    return suffix if len(suffix) <= 10 and suffix[1:].isalnum() else ""
+
+
+def _copy(source, path: Path) -> int:
+    source.seek(0)
+    with path.open("wb") as handle:
+        shutil.copyfileobj(source, handle, 1 << 20)
+    return path.stat().st_size
+
+
 def create_app(settings: MonitorSettings, predictor=None, **monitor_options) -> FastAPI:
     """The service for ``settings``; ``predictor`` (else loaded from ``settings.model``) and
     ``monitor_options`` (transport, stream_factory, clock, sleep) are injectable for tests."""
@@ -59,7 +77,8 @@ def create_app(settings: MonitorSettings, predictor=None, **monitor_options) -> 
         finally:
             await run_in_threadpool(monitor.close)
 
-    app = FastAPI(title="mmemo monitor", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="mmemo monitor", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.monitor = monitor
     app.state.token = None if settings.insecure_local and not settings.token else settings.token
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD,
@@ -75,33 +94,46 @@ def create_app(settings: MonitorSettings, predictor=None, **monitor_options) -> 
     auth = [Depends(require_token)]
 
     @app.get("/health")
-    async def health():
-        """Liveness and configuration summary; public so load balancers can probe it."""
-        return monitor.health()
+    async def health(request: Request):
+        """Public: ``{"status": "ok"}`` (``degraded`` while the rules file has an error) for load
+        balancers. With the token: model, rules (and their error), queues."""
+        if not has_valid_token(request):
+            return {"status": "degraded" if monitor.rules_file.last_error else "ok"}
+        return await run_in_threadpool(monitor.health)
+
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    async def openapi():
+        return app.openapi()
 
     @app.post("/analyze", dependencies=auth)
     async def analyze(request: Request, channel: str = "default", audio_id: str | None = None):
         """Upload one audio file: multipart field ``file`` (+ optional ``channel``, ``audio_id``
         fields) or the raw file as the body."""
         content_type = request.headers.get("content-type", "")
-        suffix = ""
-        if content_type.startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=8)
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise HTTPException(422, "multipart upload needs a 'file' field holding the audio")
-            data = await upload.read()
-            suffix = Path(upload.filename or "").suffix
-            channel = str(form.get("channel") or channel)
-            audio_id = str(form.get("audio_id") or audio_id or upload.filename or "") or None
-        else:
-            data = await request.body()
-        if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"upload of {len(data) / 1024 / 1024:.1f} MB is over the "
-                                     f"{settings.max_upload_mb:g} MB limit (--max-upload-mb)")
-        if not data:
-            raise HTTPException(422, "empty upload: send an audio file")
-        waveform = await run_in_threadpool(monitor.decode_bytes, data, suffix)
+        # the upload goes to a temporary file as it arrives (never whole in memory), then is decoded
+        with tempfile.TemporaryDirectory(prefix="mmemo-upload-") as folder:
+            if content_type.startswith("multipart/form-data"):
+                form = await request.form(max_files=1, max_fields=8)
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise HTTPException(422, "multipart upload needs a 'file' field holding the audio")
+                path = Path(folder) / ("upload" + _safe_suffix(upload.filename))
+                size = await run_in_threadpool(_copy, upload.file, path)
+                channel = str(form.get("channel") or channel)
+                audio_id = str(form.get("audio_id") or audio_id or upload.filename or "") or None
+            else:
+                path = Path(folder) / "upload"
+                size = 0
+                with path.open("wb") as handle:
+                    async for piece in request.stream():
+                        size += len(piece)
+                        handle.write(piece)
+            if size > settings.max_upload_bytes:
+                raise HTTPException(413, f"upload of {size / 1024 / 1024:.1f} MB is over the "
+                                         f"{settings.max_upload_mb:g} MB limit (--max-upload-mb)")
+            if not size:
+                raise HTTPException(422, "empty upload: send an audio file")
+            waveform = await run_in_threadpool(monitor.decode, path)
         return await run_in_threadpool(lambda: monitor.analyze(waveform, audio_id=audio_id, channel=channel,
                                                                source="upload"))
 
@@ -178,8 +210,15 @@ def serve(settings: MonitorSettings) -> None:
     import uvicorn
 
     app = create_app(settings)
+    redact = RedactSecrets([settings.token or ""])
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "mmemo"):
+        logging.getLogger(name).addFilter(redact)
     who = "WITHOUT a token (--insecure-local)" if app.state.token is None else "with a bearer token"
     log.info("mmemo monitor on http://%s:%d (%s); model %s; database %s", settings.host, settings.port, who,
              app.state.monitor.model_id, settings.db_url.split("@")[-1])
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                ws_max_size=settings.max_chunk_bytes + 1024)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+                            ws_max_size=settings.max_chunk_bytes + 1024)
+    server = uvicorn.Server(config)
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):  # uvicorn configures its loggers in Config
+        logging.getLogger(name).addFilter(redact)
+    server.run()

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mmemo.data.audio import SILENCE_DBFS, silence_peak
 
 #: Environment variable read when ``--token`` is not given (keeps the token out of ``ps``).
 TOKEN_ENV = "MMEMO_MONITOR_TOKEN"
 #: Salt for ``--hash-ids`` (hashing without a secret salt is reversible for guessable ids).
 SALT_ENV = "MMEMO_MONITOR_SALT"
+MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_DISTINCT = 8
 
 
 class SettingsError(ValueError):
     """A service option that cannot work; the message names the option."""
+
+
+def weak_token(token: str) -> str | None:
+    """Why a bearer token is too easy to guess (or cannot be sent in a header), or None."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"it has {len(token)} characters, fewer than {MIN_TOKEN_LENGTH}"
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in token):
+        return "it contains whitespace, control or non-ASCII characters"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        return f"it uses only {len(set(token))} distinct characters (at least {MIN_TOKEN_DISTINCT} are needed)"
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -59,6 +75,9 @@ class MonitorSettings:
     batch_size: int = 8  # analyze requests folded into one model call
     batch_wait_ms: float = 5.0
     webhook_backoff_scale: float = 1.0
+    webhook_allow_hosts: list[str] = field(default_factory=list)  # skip the link-local/metadata refusal
+    silence_dbfs: float | None = SILENCE_DBFS  # uploads whose peak is below this are refused as silent
+    max_concurrent_decodes: int = 2  # uploads decoded at once (each holds up to max_duration_s of audio)
 
     def resolve(self) -> "MonitorSettings":
         """Fill defaults from the environment and refuse unsafe or impossible combinations."""
@@ -72,19 +91,36 @@ class MonitorSettings:
         elif not self.token:
             raise SettingsError(f"a bearer token is required: pass --token or set {TOKEN_ENV} "
                                 f"(or --insecure-local for a demo bound to 127.0.0.1)")
-        elif len(self.token) < 16:
-            raise SettingsError("--token is too short: use at least 16 characters "
-                                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        else:
+            problem = weak_token(self.token)
+            if problem:
+                raise SettingsError(f"the token is too weak: {problem}; make one with "
+                                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         if self.hash_ids and self.salt is None:
             self.salt = os.environ.get(SALT_ENV)
             if not self.salt:
                 raise SettingsError(f"--hash-ids needs a secret salt: set {SALT_ENV} (a hash of a guessable id "
                                     f"without a salt can be reversed by trying ids)")
-        for name in ("max_upload_mb", "max_duration_s", "max_stream_s"):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.retention_days is not None and self.retention_days <= 0:
-            raise SettingsError(f"--retention-days must be > 0, got {self.retention_days}")
+        positive = ("max_upload_mb", "max_duration_s", "max_stream_s", "stream_hop_s", "retention_days")
+        at_least_zero = ("stream_context_s", "stream_lookahead_s", "rules_poll_seconds", "watch_poll_seconds",
+                         "batch_wait_ms", "webhook_backoff_scale")
+        for name in positive + at_least_zero:
+            value = getattr(self, name)
+            if value is None and name == "retention_days":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0 or (value == 0 and name in positive):
+                bound = "> 0" if name in positive else ">= 0"
+                raise SettingsError(f"--{name.removesuffix('_s').replace('_', '-')} must be a finite number "
+                                    f"{bound}, got {value!r}")
+        for name in ("batch_size", "max_concurrent_decodes", "smooth", "max_chunk_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SettingsError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+        try:
+            silence_peak(self.silence_dbfs)
+        except ValueError as error:
+            raise SettingsError(f"--silence-dbfs: {error}") from None
         if self.watch is not None and not Path(self.watch).is_dir():
             raise SettingsError(f"--watch {self.watch}: not a folder")
         if self.db_url is None:

@@ -114,6 +114,30 @@ class DeadLetterRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class DeliveryRow(Base):
+    """A webhook delivery that outlives the process: resumed at start until delivered or dead.
+
+    Times are epoch seconds (floats compare the same on every database). ``lease_until`` marks a
+    delivery one process is attempting, so two monitors on one PostgreSQL never send it at once;
+    a lease left by a killed process simply expires.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    action: Mapped[dict] = mapped_column(JSON)  # retries, backoff, timeout, headers
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 @dataclass
 class RecordFilter:
     since: datetime | None = None
@@ -231,20 +255,84 @@ class ResultStore:
             session.flush()
             return row.id
 
-    def set_delivery(self, alert_id: int, status: str) -> None:
+    # -- durable webhook deliveries ----------------------------------------------------------------
+    def add_delivery(self, *, alert_id: int | None, url: str, action: dict, payload: dict, key: str,
+                     due: float) -> int:
+        """Queue a delivery (status pending); the alert is marked ``pending`` in the same transaction."""
         with self._write_lock, self._sessions.begin() as session:
-            session.execute(update(AlertRow).where(AlertRow.id == alert_id).values(delivery=status))
-
-    def add_dead_letter(self, *, alert_id: int | None, url: str, payload: dict, attempts: int,
-                        last_error: str) -> int:
-        with self._write_lock, self._sessions.begin() as session:
-            row = DeadLetterRow(alert_id=alert_id, url=url, payload=payload, attempts=attempts,
-                                last_error=last_error[:2000], created_at=utcnow())
+            row = DeliveryRow(alert_id=alert_id, idempotency_key=key, url=url, action=action, payload=payload,
+                              status="pending", attempts=0, next_attempt_at=due, lease_until=None, last_error="",
+                              created_at=utcnow())
             session.add(row)
-            session.flush()
             if alert_id is not None:
-                session.execute(update(AlertRow).where(AlertRow.id == alert_id).values(delivery="dead"))
+                session.execute(update(AlertRow).where(AlertRow.id == alert_id).values(delivery="pending"))
+            session.flush()
             return row.id
+
+    def claim_delivery(self, now: float, lease_seconds: float) -> dict | None:
+        """The most overdue pending delivery, leased to this process for ``lease_seconds``; None if none is due."""
+        free = (DeliveryRow.lease_until.is_(None)) | (DeliveryRow.lease_until < now)
+        with self._write_lock, self._sessions.begin() as session:
+            for row_id in session.scalars(select(DeliveryRow.id).where(
+                    DeliveryRow.status == "pending", DeliveryRow.next_attempt_at <= now, free)
+                    .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id).limit(5)):
+                claimed = session.execute(update(DeliveryRow).where(DeliveryRow.id == row_id, free,
+                                                                    DeliveryRow.status == "pending")
+                                          .values(lease_until=now + lease_seconds)).rowcount
+                if claimed:  # another process may have taken it between the select and the update
+                    row = session.get(DeliveryRow, row_id)
+                    return {"id": row.id, "alert_id": row.alert_id, "key": row.idempotency_key, "url": row.url,
+                            "action": row.action, "payload": row.payload, "attempts": row.attempts}
+        return None
+
+    def delivery_attempted(self, delivery_id: int, *, ok: bool, error: str = "", retry_at: float | None = None
+                           ) -> str:
+        """Record one attempt: delivered, retried at ``retry_at``, or (no ``retry_at``) dead-lettered."""
+        with self._write_lock, self._sessions.begin() as session:
+            row = session.get(DeliveryRow, delivery_id)
+            row.attempts += 1
+            row.lease_until = None
+            row.last_error = error[:2000]
+            if ok:
+                row.status = "delivered"
+            elif retry_at is not None:
+                row.next_attempt_at = retry_at
+            else:
+                row.status = "dead"
+                session.add(DeadLetterRow(alert_id=row.alert_id, url=row.url, payload=row.payload,
+                                          attempts=row.attempts, last_error=row.last_error, created_at=utcnow()))
+            if row.alert_id is not None and row.status != "pending":
+                others = session.scalars(select(DeliveryRow.status).where(DeliveryRow.alert_id == row.alert_id,
+                                                                          DeliveryRow.id != row.id)).all()
+                statuses = {row.status, *others}
+                state = "dead" if "dead" in statuses else "pending" if "pending" in statuses else "delivered"
+                session.execute(update(AlertRow).where(AlertRow.id == row.alert_id).values(delivery=state))
+            return row.status
+
+    def next_delivery_due(self) -> float | None:
+        with self._sessions() as session:
+            return session.scalar(select(func.min(DeliveryRow.next_attempt_at)).where(DeliveryRow.status == "pending"))
+
+    def pending_deliveries(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.count()).select_from(DeliveryRow)
+                                  .where(DeliveryRow.status == "pending")) or 0
+
+    def deliveries(self, alert_id: int | None = None) -> list[dict]:
+        query = select(DeliveryRow).order_by(DeliveryRow.id)
+        if alert_id is not None:
+            query = query.where(DeliveryRow.alert_id == alert_id)
+        with self._sessions() as session:
+            return [{"id": d.id, "alert_id": d.alert_id, "key": d.idempotency_key, "url": d.url, "status": d.status,
+                     "attempts": d.attempts, "next_attempt_at": d.next_attempt_at, "last_error": d.last_error}
+                    for d in session.scalars(query)]
+
+    def last_firings(self) -> dict[tuple[str, str], float]:
+        """When each (rule, channel) last fired (epoch s): the cooldown clock, derived from stored alerts."""
+        query = select(AlertRow.rule, AlertRow.channel, func.max(AlertRow.fired_at)).group_by(AlertRow.rule,
+                                                                                             AlertRow.channel)
+        with self._sessions() as session:
+            return {(rule, channel): _aware(fired).timestamp() for rule, channel, fired in session.execute(query)}
 
     def delete_audio(self, audio_id: str) -> dict:
         """Forget one audio id: its records, timelines, alerts and embedding files (privacy)."""
@@ -254,6 +342,7 @@ class ResultStore:
             counts = self._delete_records(session, records)
             alert_ids = session.scalars(select(AlertRow.id).where(AlertRow.audio_id == stored)).all()
             session.execute(update(DeadLetterRow).where(DeadLetterRow.alert_id.in_(alert_ids)).values(alert_id=None))
+            session.execute(delete(DeliveryRow).where(DeliveryRow.alert_id.in_(alert_ids)))  # payloads name the audio
             session.execute(delete(AlertRow).where(AlertRow.id.in_(alert_ids)))
         return {**counts, "alerts": len(alert_ids)}
 
@@ -284,6 +373,9 @@ class ResultStore:
             old_alerts = select(AlertRow.id).where(AlertRow.fired_at < cutoff)
             session.execute(delete(DeadLetterRow).where(DeadLetterRow.created_at < cutoff))
             session.execute(update(DeadLetterRow).where(DeadLetterRow.alert_id.in_(old_alerts)).values(alert_id=None))
+            session.execute(delete(DeliveryRow).where(DeliveryRow.status != "pending",
+                                                      DeliveryRow.created_at < cutoff))
+            session.execute(update(DeliveryRow).where(DeliveryRow.alert_id.in_(old_alerts)).values(alert_id=None))
             alerts = session.execute(delete(AlertRow).where(AlertRow.fired_at < cutoff)).rowcount
         if counts["records"] or alerts:
             log.info("retention: purged %d record(s) and %d alert(s) older than %g days",

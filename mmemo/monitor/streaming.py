@@ -1,14 +1,16 @@
 """Live audio: the WebSocket ``/stream`` and its chunked-HTTP twin ``POST /stream``.
 
-WebSocket protocol (query: ``channel``, ``audio_id``, ``format=s16le|f32le``, ``token``):
-the client sends binary messages of raw mono 16 kHz PCM; the server answers every chunk
+WebSocket protocol (query: ``channel``, ``audio_id``, ``format=s16le|f32le``): a client that
+cannot send an ``Authorization: Bearer`` header (a browser) first sends the text message
+``{"type": "auth", "token": "..."}``; the server answers ``{"type": "ready", ...}``. Then the
+client sends binary messages of raw mono 16 kHz PCM; the server answers every chunk
 with ``{"type": "frames", "times", "scores", "seconds", "alerts"}`` (only the new frames).
 The text message ``{"type": "end"}`` (or ``end``) asks for ``{"type": "summary", "record"}``
 and a normal close. Anything malformed closes the socket with a code and a reason that says
 what was wrong - the session ends, the service does not:
 
 ====  =========================================================================
-1008  missing or invalid token (before the socket is accepted)
+1008  missing or invalid token, no auth message within 10 s, or a token in the URL
 1007  a chunk that is not valid PCM (odd byte count, NaN samples, ...)
 1003  a text message other than ``end``
 1009  a chunk over ``--max-chunk-bytes`` or a stream over ``--max-stream``
@@ -18,6 +20,7 @@ what was wrong - the session ends, the service does not:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -26,11 +29,19 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mmemo.monitor.analysis import AnalysisError, Monitor
-from mmemo.monitor.auth import require_token, websocket_authorized
+from mmemo.monitor.auth import AUTH_TIMEOUT_S, require_token, websocket_header_token, websocket_token_valid
 
 log = logging.getLogger(__name__)
 
 POLICY, INVALID_DATA, UNSUPPORTED, TOO_BIG, INTERNAL = 1008, 1007, 1003, 1009, 1011
+
+
+def _message_type(text: str) -> str | None:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message.get("type") if isinstance(message, dict) else None
 
 
 def _is_end(text: str) -> bool:
@@ -47,11 +58,10 @@ def add_stream_routes(app: FastAPI) -> None:
     @app.websocket("/stream")
     async def stream(websocket: WebSocket, channel: str = "default", audio_id: str | None = None,
                      format: str = "s16le"):
-        if not websocket_authorized(websocket):
-            await websocket.close(code=POLICY, reason="missing or invalid token")
+        await websocket.accept()  # accepted first, so that a refusal is a close code (1008), not HTTP 403
+        if not await _authenticate(websocket):
             return
         monitor: Monitor = websocket.app.state.monitor
-        await websocket.accept()
         try:
             live = await run_in_threadpool(monitor.open_stream, channel=channel, audio_id=audio_id,
                                            sample_format=format)
@@ -80,6 +90,8 @@ def add_stream_routes(app: FastAPI) -> None:
                         await _close(websocket, live, INVALID_DATA, f"malformed audio chunk: {error}")
                         return
                     await websocket.send_json(update)
+                elif text is not None and _message_type(text) == "auth":
+                    continue  # already authorised (header, or --insecure-local): nothing to do
                 elif text is not None and _is_end(text):
                     summary = await run_in_threadpool(live.finish)
                     await websocket.send_json(summary)
@@ -128,6 +140,38 @@ def add_stream_routes(app: FastAPI) -> None:
         summary = await run_in_threadpool(live.finish)
         lines = [json.dumps(u) for u in updates if u["times"] or u["alerts"]] + [json.dumps(summary)]
         return _ndjson("\n".join(lines) + "\n")
+
+
+async def _authenticate(websocket: WebSocket) -> bool:
+    """The Authorization header, else a first ``{"type": "auth", "token"}`` message; 1008 otherwise."""
+    if "token" in websocket.query_params:
+        await websocket.close(code=POLICY, reason='never put the token in the URL (it is logged); send '
+                                                  '{"type": "auth", "token": ...} first')
+        return False
+    header = websocket_header_token(websocket)
+    if header is not None or websocket.app.state.token is None:
+        if websocket_token_valid(websocket, header):
+            return True
+        await websocket.close(code=POLICY, reason="missing or invalid token")
+        return False
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout=AUTH_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        await websocket.close(code=POLICY, reason="no auth message")
+        return False
+    token = None
+    if message.get("text"):
+        try:
+            parsed = json.loads(message["text"])
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("type") == "auth" and isinstance(parsed.get("token"), str):
+            token = parsed["token"]
+    if websocket_token_valid(websocket, token):
+        return True
+    if message.get("type") != "websocket.disconnect":
+        await websocket.close(code=POLICY, reason="missing or invalid token")
+    return False
 
 
 def _ndjson(body: str):

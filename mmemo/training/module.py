@@ -23,6 +23,7 @@ from torch import nn
 from mmemo.encoders.base import Encoder, EncoderOutput
 from mmemo.evaluation.metrics import HEADLINE, EmotionMetrics
 from mmemo.fusion import build_fusion
+from mmemo.training.checkpoints import CheckpointError, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -294,17 +295,23 @@ def gather_rows(rows: list[dict]) -> list[dict]:
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EmotionClassifier:
-    """Load any mmemo checkpoint for evaluation or prediction (same path everywhere)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    if "hyper_parameters" not in checkpoint or "mmemo_classes" not in checkpoint:
-        raise ValueError(f"{path} is not an mmemo EmotionClassifier checkpoint")
-    model = model_class(checkpoint.get("mmemo_model_class"))(**checkpoint["hyper_parameters"])
-    model.on_load_checkpoint(checkpoint)
-    model.load_state_dict(checkpoint["state_dict"], strict=False)
-    model.run_config = checkpoint.get("mmemo_run_config", {})
+    """Load any mmemo checkpoint for evaluation or prediction (same path everywhere).
+
+    The file is read as untrusted data (:func:`~mmemo.training.checkpoints.read_checkpoint`:
+    no code runs, stored configs may only build mmemo's own classes); any problem with it is
+    a :class:`~mmemo.training.checkpoints.CheckpointError` naming the file.
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    try:
+        model = model_class(checkpoint.get("mmemo_model_class"))(**checkpoint["hyper_parameters"])
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"], strict=False)
+    except OSError:
+        raise  # e.g. a frozen encoder's weights missing at their recorded path: its own message
+    except Exception as error:  # noqa: BLE001 - a crafted or foreign checkpoint can fail anywhere here
+        raise CheckpointError(path, f"cannot rebuild the model it describes ({type(error).__name__}: "
+                                    f"{str(error)[:300]})") from None
+    model.run_config = checkpoint.get("mmemo_run_config") or {}
     return model.eval()
 
 
@@ -312,6 +319,8 @@ def model_class(qualified: str | None) -> type[EmotionClassifier]:
     """The EmotionClassifier subclass a checkpoint was saved from (only mmemo's own classes)."""
     if not qualified:
         return EmotionClassifier
+    if not isinstance(qualified, str):
+        raise ValueError(f"checkpoint names model class {qualified!r}, which is not a class name")
     module_name, _, class_name = qualified.rpartition(".")
     if not module_name.startswith("mmemo."):
         raise ValueError(f"checkpoint names model class {qualified!r}, which is not an mmemo class")

@@ -202,15 +202,15 @@ def train(cfg: DictConfig) -> dict:
         logger.log_hyperparams(model.run_config)
 
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         best = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "") or None
         if best is None and not trainer.fast_dev_run:
             log.warning("no checkpoint was saved; testing the final weights")
-        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         valid = model.results["val"]
         test = None
         if cfg.get("test", True):
-            trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
             test = model.results["test"]
         meta = run_metadata(cfg, datamodule, started) | {"best_checkpoint": best,
                                                          "best_epoch": _epoch_of(best)}
@@ -260,7 +260,7 @@ def _epoch_of(checkpoint: str | None) -> int | None:
         return None
     import torch
 
-    return torch.load(checkpoint, map_location="cpu", weights_only=False).get("epoch")
+    return torch.load(checkpoint, map_location="cpu", weights_only=True).get("epoch")
 
 
 def _log_images(loggers: list, output_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -43,13 +44,14 @@ def pcm16(seconds: float, seed: int = 0) -> bytes:
     return (speechlike(seconds, seed) * 32767).astype("<i2").tobytes()
 
 
-def write_rules(path: Path, *, webhook: str | None = None, retries: int = 2) -> Path:
+def write_rules(path: Path, *, webhook: str | None = None, retries: int = 2, backoff: float = 0.01,
+                cooldown: float = 0) -> Path:
     actions = [{"type": "log"}]
     if webhook:
-        actions.append({"type": "webhook", "url": webhook, "retries": retries, "backoff": 0.01, "timeout": 2})
+        actions.append({"type": "webhook", "url": webhook, "retries": retries, "backoff": backoff, "timeout": 2})
     rules = {"rules": [
         {"name": "anything", "type": "combination", "emotions": CLASSES, "threshold": 0.99, "duration": 0.5,
-         "cooldown": 0, "priority": "high", "actions": actions},
+         "cooldown": cooldown, "priority": "high", "actions": actions},
         {"name": "anger", "type": "threshold", "emotion": "angry", "threshold": 0.75, "duration": 2.0},
     ]}
     path.write_text(json.dumps(rules))  # JSON is YAML
@@ -63,8 +65,9 @@ def predictor(tiny_e2v_dir):
     return Predictor.from_source(tiny_e2v_dir)
 
 
-def make_settings(tmp_path: Path, **overrides) -> MonitorSettings:
-    options = dict(token=TOKEN, data_dir=tmp_path / "data", rules=tmp_path / "rules.yaml", rules_poll_seconds=0.05,
+def make_settings(tmp_path: Path, db_url: str | None = None, **overrides) -> MonitorSettings:
+    """Service settings for a test; ``db_url`` None is the default SQLite file in the data folder."""
+    options = dict(token=TOKEN, db_url=db_url, data_dir=tmp_path / "data", rules=tmp_path / "rules.yaml", rules_poll_seconds=0.05,
                    batch_wait_ms=1.0, webhook_backoff_scale=1.0)
     options.update(overrides)
     if not Path(options["rules"]).exists():
@@ -73,9 +76,25 @@ def make_settings(tmp_path: Path, **overrides) -> MonitorSettings:
 
 
 @pytest.fixture
-def client(tmp_path, predictor):
-    with TestClient(create_app(make_settings(tmp_path), predictor)) as test_client:
+def client(tmp_path, predictor, db_url):
+    with TestClient(create_app(make_settings(tmp_path, db_url), predictor)) as test_client:
         yield test_client
+
+
+class stream:
+    """A WebSocket session authorised the way the web UI does it: the token in the first message."""
+
+    def __init__(self, client: TestClient, query: str = "", token: str = TOKEN):
+        self.context = client.websocket_connect("/stream" + (f"?{query}" if query else ""))
+        self.token = token
+
+    def __enter__(self):
+        ws = self.context.__enter__()
+        ws.send_text(json.dumps({"type": "auth", "token": self.token}))
+        return ws
+
+    def __exit__(self, *exc):
+        return self.context.__exit__(*exc)
 
 
 def upload(client: TestClient, data: bytes | None = None, **fields) -> "object":
@@ -94,11 +113,20 @@ def test_requests_without_a_valid_token_get_401(client):
             response = client.request(method, path, headers=headers)
             assert response.status_code == 401, (method, path, headers)
             assert response.headers["www-authenticate"] == "Bearer"
-    with pytest.raises(WebSocketDisconnect) as closed:
-        with client.websocket_connect("/stream?token=wrong") as ws:
-            ws.receive_json()
-    assert closed.value.code == 1008
-    assert client.get("/health").status_code == 200  # public probe, no data in it
+    for opened in (lambda: stream(client, token="wrong-token-0123456789"),  # wrong token in the auth message
+                   lambda: client.websocket_connect("/stream", headers={"Authorization": "Bearer wrong"}),
+                   lambda: client.websocket_connect(f"/stream?token={TOKEN}")):  # right token, but in the URL
+        with pytest.raises(WebSocketDisconnect) as closed:
+            with opened() as ws:
+                ws.receive_json()
+        assert closed.value.code == 1008  # a close code, as documented (not an HTTP 403)
+    with client.websocket_connect("/stream", headers=AUTH) as ws:  # non-browser clients: the header
+        assert ws.receive_json()["type"] == "ready"
+    assert client.get("/health").json() == {"status": "ok"}  # public probe, nothing in it
+    assert client.get("/health", headers=AUTH).json()["classes"] == CLASSES
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert client.get(path).status_code in (401, 404), path
+    assert "/analyze" in client.get("/openapi.json", headers=AUTH).json()["paths"]
     assert client.get("/records", headers=AUTH).status_code == 200
 
 
@@ -149,8 +177,8 @@ def test_upload_is_analysed_stored_and_alerted(client):
     assert sum(stats["distribution"].values()) == 2 and stats["trend"]
 
 
-def test_oversized_and_overlong_uploads_are_refused(tmp_path, predictor):
-    settings = make_settings(tmp_path, max_upload_mb=0.1, max_duration_s=2.0)
+def test_oversized_and_overlong_uploads_are_refused(tmp_path, predictor, db_url):
+    settings = make_settings(tmp_path, db_url, max_upload_mb=0.1, max_duration_s=2.0)
     with TestClient(create_app(settings, predictor)) as client:
         big = wav_bytes(4.0)  # 128 kB > 0.1 MB, as a raw body
         response = client.post("/analyze", headers={**AUTH, "Content-Type": "audio/wav"}, content=big)
@@ -172,7 +200,7 @@ def test_oversized_and_overlong_uploads_are_refused(tmp_path, predictor):
 
 # -- streaming ------------------------------------------------------------------------------------
 def test_websocket_stream_gives_live_frames_alerts_and_a_record(client):
-    with client.websocket_connect(f"/stream?token={TOKEN}&channel=live&audio_id=ws-1") as ws:
+    with stream(client, "channel=live&audio_id=ws-1") as ws:
         ready = ws.receive_json()
         assert ready["type"] == "ready" and ready["classes"] == CLASSES
         audio, frames, alerts = pcm16(3.0), 0, 0
@@ -199,7 +227,7 @@ def test_websocket_stream_gives_live_frames_alerts_and_a_record(client):
     (b"\x00" * (2 << 20), 1009, "over the"),
 ])
 def test_malformed_websocket_stream_is_closed_with_a_reason_and_service_stays_healthy(client, message, code, reason):
-    with client.websocket_connect(f"/stream?token={TOKEN}&channel=bad") as ws:
+    with stream(client, "channel=bad") as ws:
         ws.receive_json()
         ws.send_bytes(pcm16(0.5))
         ws.receive_json()
@@ -207,7 +235,7 @@ def test_malformed_websocket_stream_is_closed_with_a_reason_and_service_stays_he
         closed = ws.receive()
     assert closed["type"] == "websocket.close" and closed["code"] == code and reason in closed["reason"]
     assert client.get("/health").json()["status"] == "ok"
-    with client.websocket_connect(f"/stream?token={TOKEN}") as ws:  # a new session works
+    with stream(client) as ws:  # a new session works
         ws.receive_json()
         ws.send_bytes(pcm16(2.0))
         assert ws.receive_json()["times"]
@@ -232,10 +260,12 @@ def test_chunked_http_stream(client):
 # -- webhooks -------------------------------------------------------------------------------------
 class _Failing(BaseHTTPRequestHandler):
     attempts: list[dict] = []
+    times: list[float] = []
 
     def do_POST(self):  # noqa: N802
         length = int(self.headers["Content-Length"])
-        _Failing.attempts.append(json.loads(self.rfile.read(length)))
+        _Failing.times.append(time.monotonic())
+        _Failing.attempts.append({**json.loads(self.rfile.read(length)), "header": self.headers["Idempotency-Key"]})
         self.send_response(503)
         self.end_headers()
 
@@ -243,26 +273,29 @@ class _Failing(BaseHTTPRequestHandler):
         pass
 
 
-def test_webhook_retries_then_dead_letters(tmp_path, predictor):
+def test_webhook_retries_then_dead_letters(tmp_path, predictor, db_url):
     server = HTTPServer(("127.0.0.1", 0), _Failing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Failing.attempts = []
+    _Failing.attempts, _Failing.times = [], []
     url = f"http://127.0.0.1:{server.server_port}/hook"
-    sleeps: list[float] = []
-    rules = write_rules(tmp_path / "rules.yaml", webhook=url, retries=2)
+    rules = write_rules(tmp_path / "rules.yaml", webhook=url, retries=2, backoff=0.2)
     try:
-        with TestClient(create_app(make_settings(tmp_path, rules=rules), predictor, sleep=sleeps.append)) as client:
+        with TestClient(create_app(make_settings(tmp_path, db_url, rules=rules), predictor)) as client:
             alerts = upload(client, data=wav_bytes(0.6), audio_id="hooked").json()["alerts"]
             assert len(alerts) == 1
             assert client.app.state.monitor.dispatcher.join(timeout=20)
             assert len(_Failing.attempts) == 3  # first try + 2 retries
             assert all(a["alert_id"] == alerts[0]["id"] and a["rule"] == "anything" for a in _Failing.attempts)
-            assert sleeps == [0.01, 0.02]  # exponential backoff
+            keys = {a["idempotency_key"] for a in _Failing.attempts} | {a["header"] for a in _Failing.attempts}
+            assert len(keys) == 1  # one key for every attempt of one delivery, in payload and header
+            gaps = np.diff(_Failing.times)
+            assert 0.2 <= gaps[0] < 0.39 and 0.4 <= gaps[1] < 0.79  # exponential backoff: 0.2 s, then 0.4 s
             (dead,) = client.get("/alerts/dead-letters", headers=AUTH).json()
             assert dead["attempts"] == 3 and dead["last_error"] == "HTTP 503" and dead["url"] == url
             assert dead["payload"]["audio_id"] == "hooked"
             assert client.get("/alerts", headers=AUTH).json()[0]["delivery"] == "dead"
-            assert client.get("/health").json()["webhooks"] == {"delivered": 0, "dead_lettered": 1}
+            assert client.get("/health", headers=AUTH).json()["webhooks"] == {"delivered": 0, "dead_lettered": 1,
+                                                                              "pending": 0}
     finally:
         server.shutdown()
 
@@ -278,7 +311,7 @@ def test_rules_reload_endpoint_and_hot_reload(client, tmp_path):
     response = client.post("/rules/reload", headers=AUTH)
     assert response.status_code == 422
     assert "rule 'oops' (#1), field 'emotion': 'furious' is not a class" in response.json()["detail"]
-    assert client.get("/health").json()["rules"]["error"]
+    assert client.get("/health", headers=AUTH).json()["rules"]["error"]
     write_rules(rules_path)  # fixed again; the poller (every 50 ms) picks it up without a request
     monitor = client.app.state.monitor
     for _ in range(100):
@@ -288,14 +321,15 @@ def test_rules_reload_endpoint_and_hot_reload(client, tmp_path):
     assert [r.name for r in monitor.rules_file.ruleset.rules] == ["anything", "anger"]
 
 
-def test_records_survive_a_restart_and_can_be_deleted(tmp_path, predictor):
-    settings = dict(hash_ids=True, salt="pepper")
+def test_records_survive_a_restart_and_can_be_deleted(tmp_path, predictor, db_url):
+    settings = dict(hash_ids=True, salt="pepper", db_url=None if db_url.startswith("sqlite") else db_url)
     with TestClient(create_app(make_settings(tmp_path, **settings), predictor)) as client:
         stored = upload(client, audio_id="customer-42").json()["record"]
         assert stored["audio_id"] != "customer-42" and len(stored["audio_id"]) == 40  # hashed
-    assert (tmp_path / "data" / "monitor.db").exists()
+    sqlite = settings["db_url"] is None
+    assert (tmp_path / "data" / "monitor.db").exists() == sqlite  # the default database: a SQLite file
     with TestClient(create_app(make_settings(tmp_path, **settings), predictor)) as client:  # a new process
-        assert client.get("/health").json()["journal_mode"] == "wal"
+        assert client.get("/health", headers=AUTH).json()["journal_mode"] == ("wal" if sqlite else None)
         (record,) = client.get("/records?audio_id=customer-42", headers=AUTH).json()
         assert record["id"] == stored["id"] and record["scores"] == stored["scores"]
         assert client.get(record["timeline"], headers=AUTH).status_code == 200
@@ -306,14 +340,14 @@ def test_records_survive_a_restart_and_can_be_deleted(tmp_path, predictor):
         assert client.delete("/records/customer-42", headers=AUTH).status_code == 404
 
 
-def test_watch_folder_analyses_files_once(tmp_path, predictor):
+def test_watch_folder_analyses_files_once(tmp_path, predictor, db_url):
     from mmemo.monitor.watch import WatchFolder
 
     inbox = tmp_path / "inbox"
     (inbox / "line-7").mkdir(parents=True)
     (inbox / "line-7" / "call.wav").write_bytes(wav_bytes(1.0))
     (inbox / "broken.wav").write_bytes(b"not audio")
-    with TestClient(create_app(make_settings(tmp_path), predictor)) as client:
+    with TestClient(create_app(make_settings(tmp_path, db_url), predictor)) as client:
         watcher = WatchFolder(client.app.state.monitor, inbox)
         assert watcher.scan() == []  # first sight: wait until the size is stable
         results = watcher.scan()

@@ -30,7 +30,7 @@ def test_reads_emobox_fields_and_keeps_extras(tmp_path):
         ('{"key": "u2", "emo": "sad"}', "missing field 'wav'"),
         ('{"key": "u2", "wav": "b.wav"}', "missing field 'emo'"),
         ('["not", "an", "object"]', "expected a JSON object"),
-        ('{"key": "u2", "wav": "b.wav", "emo": "sad", "length": -1}', "'length' must be a non-negative number"),
+        ('{"key": "u2", "wav": "b.wav", "emo": "sad", "length": -1}', "'length' must be a finite, non-negative number"),
         ('{"key": "u2", "wav": "b.wav", "emo": "sad", "channel": "left"}', "'channel' must be an integer"),
         ('{"key": "u2", "wav": "b.wav", "emo": "sad", "start": 3, "end": 1}', "'end' (1.0) must be after"),
         ('{"key": "u1", "wav": "b.wav", "emo": "sad"}', "duplicate key 'u1' (first at line 1)"),

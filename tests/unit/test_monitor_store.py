@@ -1,13 +1,14 @@
-"""The monitor's results store on SQLite: WAL, filters, retention, hashed ids, dead letters."""
+"""The monitor's results store, on SQLite and on PostgreSQL: filters, retention, hashed ids, durable deliveries."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 
 from mmemo.monitor.engine import Alert
-from mmemo.monitor.store import RecordFilter, ResultStore, sqlite_url
+from mmemo.monitor.store import RecordFilter, ResultStore
 
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc)
 
@@ -26,9 +27,9 @@ def alert(audio_id: str, fired_at: datetime, rule: str = "anger") -> Alert:
                  threshold=0.75, emotions=["angry"], fired_at=fired_at.timestamp())
 
 
-def test_wal_filters_timeline_and_stats(tmp_path):
-    store = ResultStore(sqlite_url(tmp_path / "m.db"))
-    assert store.journal_mode() == "wal"
+def test_wal_filters_timeline_and_stats(db_url):
+    store = ResultStore(db_url)
+    assert store.journal_mode() == ("wal" if db_url.startswith("sqlite") else None)
     alert_id = store.add_alert(alert("a", NOW))
     first = add(store, "a", "angry", days_ago=2, alert_ids=[alert_id])
     add(store, "b", "sad", channel="d")
@@ -43,8 +44,8 @@ def test_wal_filters_timeline_and_stats(tmp_path):
     assert stats["distribution"] == {"angry": 1, "sad": 1} and len(stats["trend"]) == 2
 
 
-def test_retention_purges_old_rows_and_embedding_files(tmp_path):
-    store = ResultStore(sqlite_url(tmp_path / "m.db"), retention_days=7)
+def test_retention_purges_old_rows_and_embedding_files(tmp_path, db_url):
+    store = ResultStore(db_url, retention_days=7)
     embedding = tmp_path / "old.npy"
     np.save(embedding, np.zeros(4))
     add(store, "old", "angry", days_ago=8, embedding_path=str(embedding),
@@ -57,9 +58,9 @@ def test_retention_purges_old_rows_and_embedding_files(tmp_path):
     assert [a["audio_id"] for a in store.alerts()] == ["new"]
 
 
-def test_hashed_ids_are_salted_and_deletable_by_original_id(tmp_path):
-    store = ResultStore(sqlite_url(tmp_path / "m.db"), hash_ids=True, salt="s1")
-    other_salt = ResultStore(sqlite_url(tmp_path / "n.db"), hash_ids=True, salt="s2")
+def test_hashed_ids_are_salted_and_deletable_by_original_id(tmp_path, db_url):
+    store = ResultStore(db_url, hash_ids=True, salt="s1")
+    other_salt = ResultStore(db_url, hash_ids=True, salt="s2")
     record = add(store, "+44 20 7946 0000", "angry")
     assert record["audio_id"] == store.stored_id("+44 20 7946 0000") != other_salt.stored_id("+44 20 7946 0000")
     assert "+44" not in record["audio_id"]
@@ -67,11 +68,67 @@ def test_hashed_ids_are_salted_and_deletable_by_original_id(tmp_path):
     assert store.delete_audio("+44 20 7946 0000")["records"] == 1 and store.records() == []
 
 
-def test_dead_letter_marks_the_alert(tmp_path):
-    store = ResultStore(sqlite_url(tmp_path / "m.db"))
+def queue(store: ResultStore, alert_id: int | None, key: str = "k1", due: float = 100.0, retries: int = 2) -> int:
+    return store.add_delivery(alert_id=alert_id, url="http://x/hook", action={"retries": retries, "backoff": 1.0,
+                                                                              "timeout": 5, "headers": {}},
+                              payload={"rule": "anger", "idempotency_key": key}, key=key, due=due)
+
+
+def test_delivery_is_queued_claimed_once_retried_then_dead_lettered(db_url):
+    store = ResultStore(db_url)
     alert_id = store.add_alert(alert("a", NOW))
-    store.add_dead_letter(alert_id=alert_id, url="http://x/hook", payload={"rule": "anger"}, attempts=4,
-                          last_error="HTTP 500")
+    queue(store, alert_id)
+    assert store.alerts()[0]["delivery"] == "pending" and store.pending_deliveries() == 1
+    assert store.claim_delivery(now=99.0, lease_seconds=60) is None  # not due yet
+    claimed = store.claim_delivery(now=100.0, lease_seconds=60)
+    assert claimed["key"] == "k1" and claimed["attempts"] == 0 and claimed["payload"]["rule"] == "anger"
+    assert store.claim_delivery(now=101.0, lease_seconds=60) is None  # leased: no second sender
+    assert store.delivery_attempted(claimed["id"], ok=False, error="HTTP 500", retry_at=102.0) == "pending"
+    assert store.next_delivery_due() == 102.0 and store.claim_delivery(now=101.5, lease_seconds=60) is None
+    again = store.claim_delivery(now=102.0, lease_seconds=60)
+    assert again["id"] == claimed["id"] and again["attempts"] == 1
+    assert store.delivery_attempted(again["id"], ok=False, error="HTTP 503") == "dead"
     (dead,) = store.dead_letters()
-    assert dead["alert_id"] == alert_id and dead["attempts"] == 4 and dead["payload"] == {"rule": "anger"}
+    assert dead["alert_id"] == alert_id and dead["attempts"] == 2 and dead["last_error"] == "HTTP 503"
+    assert dead["payload"] == {"rule": "anger", "idempotency_key": "k1"}
+    assert store.alerts()[0]["delivery"] == "dead" and store.pending_deliveries() == 0
+
+
+def test_a_lease_left_by_a_killed_process_expires(db_url):
+    store = ResultStore(db_url)
+    queue(store, store.add_alert(alert("a", NOW)))
+    assert store.claim_delivery(now=100.0, lease_seconds=30) is not None  # then the process dies
+    restarted = ResultStore(db_url)
+    assert restarted.claim_delivery(now=120.0, lease_seconds=30) is None
+    resumed = restarted.claim_delivery(now=131.0, lease_seconds=30)
+    assert resumed is not None and restarted.delivery_attempted(resumed["id"], ok=True) == "delivered"
+    assert restarted.alerts()[0]["delivery"] == "delivered" and restarted.dead_letters() == []
+
+
+def test_alert_with_two_webhooks_is_dead_if_either_is(db_url):
+    store = ResultStore(db_url)
+    alert_id = store.add_alert(alert("a", NOW))
+    first, second = queue(store, alert_id, "k1"), queue(store, alert_id, "k2")
+    store.claim_delivery(now=100.0, lease_seconds=5)
+    store.delivery_attempted(first, ok=True)
+    assert store.alerts()[0]["delivery"] == "pending"  # the other one is still on its way
+    store.claim_delivery(now=100.0, lease_seconds=5)
+    store.delivery_attempted(second, ok=False, error="timeout")
     assert store.alerts()[0]["delivery"] == "dead"
+
+
+def test_cooldown_clock_is_derived_from_stored_alerts(db_url):
+    store = ResultStore(db_url)
+    store.add_alert(alert("a", NOW - timedelta(hours=2)))
+    store.add_alert(alert("b", NOW))
+    store.add_alert(alert("c", NOW - timedelta(hours=1), rule="sadness"))
+    firings = ResultStore(db_url).last_firings()  # a new process
+    assert firings == {("anger", "c"): pytest.approx(NOW.timestamp()),
+                       ("sadness", "c"): pytest.approx((NOW - timedelta(hours=1)).timestamp())}
+
+
+def test_deleting_an_audio_id_forgets_its_deliveries(db_url):
+    store = ResultStore(db_url)
+    queue(store, store.add_alert(alert("secret-call", NOW)))
+    assert store.delete_audio("secret-call")["alerts"] == 1
+    assert store.deliveries() == [] and store.pending_deliveries() == 0

@@ -192,7 +192,8 @@ def test_manifest_lines_are_predicted_and_bad_lines_named_by_file_and_line(e2v, 
     predictions = e2v.predict_files([manifest], progress=False, granularity="frame")
     assert [p.audio_id for p in predictions] == ["a", f"{manifest}:2", "gone", "b_part"]
     assert predictions[1].error.startswith(f"{manifest}:2: bad JSON")
-    assert predictions[2].error == f"{manifest}:3: audio file not found: {tmp_path / 'wav' / 'missing.wav'}"
+    assert predictions[2].error == (f"{manifest}:3: audio file not found: {tmp_path / 'wav' / 'missing.wav'} "
+                                    "(key 'gone')")
     assert predictions[3].duration == pytest.approx(1.0) and predictions[3].timeline.times[-1] < 1.0
 
 

@@ -30,9 +30,7 @@ def timeline(seconds: float, **spans: list[tuple[float, float, float]]) -> tuple
 
 
 def engine_for(rules: list[dict]) -> AlertEngine:
-    ruleset = parse_rules({"rules": rules})
-    ruleset.check_classes(CLASSES)
-    return AlertEngine(ruleset, CLASSES)
+    return AlertEngine(parse_rules({"rules": rules}).fit_classes(CLASSES), CLASSES)
 
 
 ANGER = {"name": "anger", "type": "threshold", "emotion": "angry", "threshold": 0.75, "duration": 2.0, "cooldown": 0}
@@ -142,7 +140,7 @@ def test_validation_errors_name_rule_and_field(change, message):
 def test_unknown_emotion_is_named_with_the_model_classes():
     ruleset = parse_rules({"rules": [{**ANGER, "emotion": "furious"}]}, "r.yaml")
     with pytest.raises(RulesError, match=r"rule 'anger' \(#1\), field 'emotion': 'furious' is not a class"):
-        ruleset.check_classes(CLASSES)
+        ruleset.fit_classes(CLASSES)
 
 
 def test_hot_reload_swaps_rules_and_keeps_old_ones_on_error(tmp_path: Path):

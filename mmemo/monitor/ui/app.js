@@ -1,6 +1,7 @@
 // mmemo monitor web UI. The bearer token is entered once and kept in this browser's
 // localStorage ("mmemo-token"); every API call sends it as "Authorization: Bearer ...",
-// and the live stream passes it as the WebSocket's ?token= parameter.
+// and the live stream sends it as its first message, {"type": "auth", "token": ...}
+// (never in the URL, which servers and proxies log).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -147,16 +148,18 @@ function startLive() {
   const channel = $("live-channel").value || "live";
   const url = new URL("/stream", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  url.search = query({channel, token: token()});
+  url.search = query({channel});
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
-  const live = {socket, times: [], scores: [], alerts: [], source: null, timer: null};
+  const live = {socket, ready: false, times: [], scores: [], alerts: [], source: null, timer: null};
+  socket.onopen = () => socket.send(JSON.stringify({type: "auth", token: token()}));
   state.live = live;
   $("live-alerts").innerHTML = "";
   $("live-stop-btn").disabled = false;
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "ready") {
+      live.ready = true;
       drawLegend($("live-legend"), message.classes);
       $("live-status").textContent = "streaming…";
     } else if (message.type === "frames") {
@@ -205,7 +208,7 @@ async function startMicrophone() {
   showError("");
   const live = startLive();
   live.source = new MicrophoneStream((chunk) => {
-    if (live.socket.readyState === WebSocket.OPEN) live.socket.send(chunk);
+    if (live.ready && live.socket.readyState === WebSocket.OPEN) live.socket.send(chunk);
   });
   try { await live.source.start(); } catch (error) { showError(`microphone: ${error.message}`); stopLive(); }
 }
@@ -218,7 +221,8 @@ async function streamFile() {
   const live = startLive();
   const step = 4000;  // 0.25 s, sent at real-time pace
   let offset = 0;
-  live.socket.addEventListener("open", () => {
+  live.socket.addEventListener("message", () => {
+    if (!live.ready || live.timer) return;  // start once the server said "ready"
     live.timer = setInterval(() => {
       if (offset >= samples.length) { stopLive(); return; }
       live.socket.send(samples.slice(offset, offset + step).buffer);
