@@ -8,19 +8,38 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
 
-from mmemo.data.audio import AudioError, UnusableAudioError
+from mmemo.data.audio import SILENCE_DBFS, AudioError, UnusableAudioError
+from mmemo.config import ConfigError
 from mmemo.data.manifest import ManifestError
 from mmemo.textfiles import TextFileError
 from mmemo.training.checkpoints import CheckpointError
+from mmemo.training.errors import NonFiniteScoresError
 
 log = logging.getLogger("mmemo")
 #: Errors caused by the user's input: printed as a message, not a traceback.
 USER_ERRORS = (ManifestError, AudioError, UnusableAudioError, FileNotFoundError, FileExistsError, CheckpointError,
-               TextFileError)
+               TextFileError, ConfigError, NonFiniteScoresError)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is a number (``nan``, ``inf`` and ``1e999`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def optional_dbfs(text: str) -> float | None:
+    """argparse type for a silence threshold: a level in dBFS, or ``none`` to turn the check off."""
+    return None if text.lower() in ("none", "null", "off") else finite_float(text)
 
 
 def _run_hydra(config_name: str, task: Callable, argv: list[str]) -> None:
@@ -28,11 +47,14 @@ def _run_hydra(config_name: str, task: Callable, argv: list[str]) -> None:
 
     from mmemo.config import config_dir, register_resolvers
 
+    from mmemo.config import check_finite
+
     register_resolvers()
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
     def main(cfg):
         try:
+            check_finite(cfg)
             return task(cfg)
         except USER_ERRORS as error:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -159,7 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                           embeddings_dir=args.embeddings, fmt=args.format, out=args.out, batch_size=args.batch_size,
                           batch_seconds=args.batch_seconds, smooth=args.smooth, max_seconds=args.max_seconds,
                           audio_root=args.audio_root, device=args.device, progress=not args.no_progress,
-                          use_text=not args.no_text)
+                          use_text=not args.no_text, silence_dbfs=args.silence_dbfs)
     except (OSError, NotImplementedError) as error:  # e.g. a hub id while offline: a message, not a traceback
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -178,10 +200,14 @@ def cmd_monitor_serve(args: argparse.Namespace) -> None:
         watch=args.watch, embeddings=args.embeddings, smooth=args.smooth, max_upload_mb=args.max_upload_mb,
         max_duration_s=args.max_duration, max_stream_s=args.max_stream, cors_origins=args.cors_origin or [],
         retention_days=args.retention_days, hash_ids=args.hash_ids, batch_size=args.batch_size,
-        stream_hop_s=args.stream_hop, stream_context_s=args.stream_context, stream_lookahead_s=args.stream_lookahead))
+        stream_hop_s=args.stream_hop, stream_context_s=args.stream_context, stream_lookahead_s=args.stream_lookahead,
+        silence_dbfs=args.silence_dbfs, max_concurrent_decodes=args.max_concurrent_decodes,
+        webhook_allow_hosts=args.allow_webhook_host or []))
 
 
 def _add_monitor_parser(sub) -> None:
+    from mmemo.monitor.settings import MonitorSettings
+
     monitor = sub.add_parser("monitor", help="emotion monitor service: HTTP/WebSocket API, alert rules, web UI")
     serve = monitor.add_subparsers(dest="monitor_command", required=True).add_parser(
         "serve", help="run the monitor (docs/monitor.md)")
@@ -201,19 +227,26 @@ def _add_monitor_parser(sub) -> None:
     serve.add_argument("--watch", default=None, metavar="DIR", help="also analyse audio files dropped into DIR")
     serve.add_argument("--embeddings", action="store_true", help="save each clip's embedding (.npy) in DATA_DIR")
     serve.add_argument("--smooth", type=int, default=1, help="frames per frame-score window (1 = none)")
-    serve.add_argument("--max-upload-mb", type=float, default=25.0, dest="max_upload_mb")
-    serve.add_argument("--max-duration", type=float, default=600.0, dest="max_duration", help="seconds per upload")
-    serve.add_argument("--max-stream", type=float, default=4 * 3600.0, dest="max_stream", help="seconds per stream")
+    serve.add_argument("--max-upload-mb", type=finite_float, default=25.0, dest="max_upload_mb")
+    serve.add_argument("--max-duration", type=finite_float, default=600.0, dest="max_duration", help="seconds per upload")
+    serve.add_argument("--max-stream", type=finite_float, default=4 * 3600.0, dest="max_stream", help="seconds per stream")
     serve.add_argument("--cors-origin", action="append", dest="cors_origin", help="allow this origin (CORS is off)")
-    serve.add_argument("--retention-days", type=float, default=None, dest="retention_days")
+    serve.add_argument("--retention-days", type=finite_float, default=None, dest="retention_days")
     serve.add_argument("--hash-ids", action="store_true", dest="hash_ids",
                        help="store salted hashes of audio ids (salt: $MMEMO_MONITOR_SALT)")
     serve.add_argument("--batch-size", type=int, default=8, dest="batch_size", help="uploads per model call")
-    serve.add_argument("--stream-hop", type=float, default=1.0, dest="stream_hop",
+    serve.add_argument("--stream-hop", type=finite_float, default=1.0, dest="stream_hop",
                        help="seconds of new audio per streamed segment (latency vs compute)")
-    serve.add_argument("--stream-context", type=float, default=1.0, dest="stream_context",
+    serve.add_argument("--stream-context", type=finite_float, default=1.0, dest="stream_context",
                        help="seconds of past audio re-encoded with each segment")
-    serve.add_argument("--stream-lookahead", type=float, default=0.5, dest="stream_lookahead",
+    serve.add_argument("--silence-dbfs", type=optional_dbfs, default=SILENCE_DBFS, dest="silence_dbfs",
+                       help=f"uploads whose peak is below this level are refused as silent (default {SILENCE_DBFS:g}; "
+                            "none: no check)")
+    serve.add_argument("--max-concurrent-decodes", type=int, default=MonitorSettings.max_concurrent_decodes,
+                       dest="max_concurrent_decodes", help="uploads decoded at once (bounds the memory peak)")
+    serve.add_argument("--allow-webhook-host", action="append", dest="allow_webhook_host", metavar="HOST",
+                       help="let webhooks reach HOST even if it is link-local or a cloud metadata name (repeatable)")
+    serve.add_argument("--stream-lookahead", type=finite_float, default=0.5, dest="stream_lookahead",
                        help="seconds of future audio a frame waits for")
 
 
@@ -324,13 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--format", default="json", choices=["json", "jsonl", "csv"])
     pred.add_argument("--out", default=None, help="result file (default: stdout)")
     pred.add_argument("--batch-size", type=int, default=16, dest="batch_size", help="clips per batch")
-    pred.add_argument("--batch-seconds", type=float, default=32.0, dest="batch_seconds",
+    pred.add_argument("--batch-seconds", type=finite_float, default=32.0, dest="batch_seconds",
                       help="padded audio per batch, seconds")
     pred.add_argument("--smooth", type=int, default=1, help="frame window N (frames) the head scores; 1 = none")
-    pred.add_argument("--max-seconds", type=float, default=30.0, dest="max_seconds",
+    pred.add_argument("--max-seconds", type=finite_float, default=30.0, dest="max_seconds",
                       help="longest audio encoded at once; utterance scores use the first MAX_SECONDS")
     pred.add_argument("--audio-root", default=None, dest="audio_root",
                       help="where a manifest's relative wav paths point (default: as in training: the corpus.json audio root, else the corpus root)")
+    pred.add_argument("--silence-dbfs", type=optional_dbfs, default=SILENCE_DBFS, dest="silence_dbfs",
+                      help=f"files whose peak is below this level are reported as silent (default {SILENCE_DBFS:g}; "
+                           "none: no check)")
     pred.add_argument("--device", default="cpu")
     pred.add_argument("--no-text", action="store_true", dest="no_text", help="ignore manifest transcripts")
     pred.add_argument("--no-progress", action="store_true", dest="no_progress")

@@ -6,13 +6,12 @@ setup installs mmemo in editable mode). ``MMEMO_CONFIG_DIR`` points elsewhere.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-
-from mmemo.encoders.text import packaged_model_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -30,6 +29,8 @@ def config_dir() -> Path:
 
 def register_resolvers() -> None:
     """Resolvers used in configs: ``${packaged_model:module,fallback}`` and ``${cwd:}``."""
+    from mmemo.encoders.text import packaged_model_dir
+
     if not OmegaConf.has_resolver("packaged_model"):
         OmegaConf.register_new_resolver("packaged_model", packaged_model_dir)
     if not OmegaConf.has_resolver("cwd"):
@@ -58,3 +59,29 @@ def compose(config_name: str = "train", overrides: Sequence[str] = (), output_di
     HydraConfig.instance().set_config(cfg)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     return cfg
+
+
+class ConfigError(ValueError):
+    """A config value that no mmemo option can take; the message names the key."""
+
+
+def check_finite(cfg) -> None:
+    """Refuse a config holding NaN or infinity anywhere (``data.max_seconds=nan``, ``model.optim.lr=inf``).
+
+    Hydra parses ``nan``/``inf`` overrides as floats, and no mmemo option means anything by them.
+    """
+    container = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
+    for key, value in _leaves(container):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key {key} is {value}: options must be finite numbers")
+
+
+def _leaves(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, f"{prefix}[{index}]")
+    else:
+        yield prefix, node

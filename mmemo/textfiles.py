@@ -178,19 +178,21 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def loads_yaml(text: str, path: str | os.PathLike = "<string>") -> Any:
     """Parse YAML safely and strictly; problems as :class:`TextFileError` with their line."""
-    loader = _StrictLoader(text)  # what yaml.safe_load does, with the duplicate check
+    loader = None
     try:
+        loader = _StrictLoader(text)  # what yaml.safe_load does, with the duplicate check
         return loader.get_single_data()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = " ".join(part for part in (error.context, error.problem) if part) or "invalid YAML"
         raise TextFileError(path, f"not valid YAML: {problem}", mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as error:
-        raise TextFileError(path, f"not valid YAML: {error}") from None
+    except yaml.YAMLError as error:  # e.g. a control character (ReaderError has no line mark)
+        raise TextFileError(path, f"not valid YAML: {str(error).splitlines()[0]}") from None
     except RecursionError:
         raise TextFileError(path, "not valid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | os.PathLike, *, max_bytes: int | None = 4 << 20) -> Any:

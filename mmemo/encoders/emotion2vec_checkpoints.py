@@ -175,7 +175,7 @@ class FunasrModelDir:
 
 def read_funasr_model_dir(directory: str | Path) -> FunasrModelDir:
     """Read config.yaml, model.pt and tokens.txt with errors that name the file and the problem."""
-    from omegaconf import OmegaConf
+    from mmemo.textfiles import load_yaml, read_text
 
     directory = Path(directory)
     config_path, weights_path, tokens_path = (directory / n for n in (CONFIG_FILE, WEIGHTS_FILE, TOKENS_FILE))
@@ -183,7 +183,7 @@ def read_funasr_model_dir(directory: str | Path) -> FunasrModelDir:
     if missing:
         raise FileNotFoundError(f"{directory} is not a FunASR model directory: {', '.join(missing)} missing "
                                 f"(expected {CONFIG_FILE}, {WEIGHTS_FILE} and {TOKENS_FILE})")
-    config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    config = load_yaml(config_path)  # plain data: a model folder's config is never interpolated
     if not isinstance(config, dict) or config.get("model") != "Emotion2vec":
         found = config.get("model") if isinstance(config, dict) else None
         raise ValueError(f"{config_path}: 'model' is {found!r}, expected 'Emotion2vec'")
@@ -191,7 +191,7 @@ def read_funasr_model_dir(directory: str | Path) -> FunasrModelDir:
         raise ValueError(f"{config_path}: no 'model_conf' section")
     labels = None
     if tokens_path.is_file():
-        labels = [line.rstrip("\r\n") for line in tokens_path.read_text(encoding="utf-8").splitlines()]
+        labels = [line.rstrip("\r\n") for line in read_text(tokens_path, max_bytes=1 << 20).splitlines()]
         _check_labels(labels, str(tokens_path))
     elif config.get("tokenizer"):
         raise FileNotFoundError(f"{config_path} names tokenizer {config['tokenizer']!r} but {directory} "

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mmemo.inference.predictor import Prediction
+from mmemo.textfiles import dumps_json
 
 FORMATS = ("json", "jsonl", "csv")
 INDEX_FILE = "index.jsonl"
@@ -27,9 +28,9 @@ def render_predictions(predictions: list[Prediction], fmt: str, classes: list[st
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "json":
-        return json.dumps([p.to_dict() for p in predictions], ensure_ascii=False, indent=1) + "\n"
+        return dumps_json([p.to_dict() for p in predictions], ensure_ascii=False, indent=1) + "\n"
     if fmt == "jsonl":
-        return "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in predictions)
+        return "".join(dumps_json(p.to_dict(), ensure_ascii=False) + "\n" for p in predictions)
     frames = any(p.timeline is not None for p in predictions)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

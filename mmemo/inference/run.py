@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmemo.data.audio import SILENCE_DBFS
 from mmemo.inference.outputs import render_predictions, save_embeddings, write_text
 from mmemo.inference.predictor import Prediction, Predictor
 
@@ -39,7 +40,7 @@ def predict(paths: list[str | Path], model: str | Path = DEFAULT_MODEL, *, granu
             embeddings_dir: str | Path | None = None, fmt: str = "json", out: str | Path | None = None,
             batch_size: int = 16, batch_seconds: float = 32.0, smooth: int = 1, max_seconds: float = 30.0,
             audio_root: str | Path | None = None, device: str = "cpu", progress: bool = True,
-            use_text: bool = True) -> PredictSummary:
+            use_text: bool = True, silence_dbfs: float | None = SILENCE_DBFS) -> PredictSummary:
     """Score files, folders or manifests and write the results (``out``, or stdout when None).
 
     Bad inputs are reported in the results (``error``) and in the summary; they never stop
@@ -48,7 +49,7 @@ def predict(paths: list[str | Path], model: str | Path = DEFAULT_MODEL, *, granu
     if not paths:
         raise ValueError("nothing to predict: give audio files, folders or manifests")
     predictor = Predictor.from_source(model, device, batch_size=batch_size, batch_seconds=batch_seconds,
-                                      max_seconds=max_seconds)
+                                      max_seconds=max_seconds, silence_dbfs=silence_dbfs)
     predictions = predictor.predict_files(paths, granularity=granularity, embeddings=embeddings_dir is not None,
                                           smooth=smooth, progress=progress, audio_root=audio_root,
                                           use_text=use_text)

@@ -42,7 +42,7 @@ def forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
         return "a cloud metadata service address"
     if address.is_link_local:
         return "link-local (169.254.0.0/16, fe80::/10: cloud metadata services live there)"
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
+    if address.is_multicast or address.is_unspecified or (address.is_reserved and not address.is_loopback):
         return "not a unicast host address"
     return None
 

@@ -6,8 +6,11 @@ uninterrupted one:
 * **SIGTERM** (a preempted cluster job, ``scancel``, a timeout): Lightning 2.6 stops
   after the current batch by raising ``SIGTERMException`` but saves nothing; this
   callback then writes ``last.ckpt`` and the process exits with status 0.
-* **Mid-epoch checkpoints** every ``every_n_train_steps`` optimizer steps into ``last.ckpt``
-  (written to a temporary file, then renamed, so ``kill -9`` never leaves a torn file).
+* **``last.ckpt`` is this callback's alone**: written at the end of every epoch and of the fit
+  (so after a clean run it holds the final weights), and, with ``every_n_train_steps``,
+  mid-epoch every that many optimizer steps (written to a temporary file, then renamed, so
+  ``kill -9`` never leaves a torn file). ``ModelCheckpoint`` keeps only ``best.ckpt``: two
+  callbacks writing one name left a stale ``last.ckpt`` behind.
   The datamodule's batch order is a pure function of (seed, epoch) and skips the
   batches an interrupted epoch already did, so no batch is repeated or lost.
 * **Random-number state** (torch, numpy, python) in every checkpoint, so dropout and
@@ -58,6 +61,21 @@ class FaultTolerance(Callback):
         if self.every and step > 0 and step % self.every == 0 and step != self._saved_step:
             self.save(trainer)
             self._saved_step = step
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # after the epoch's validation (Lightning runs it before this hook), so ModelCheckpoint's
+        # and EarlyStopping's state of this epoch is in the file too
+        self._save_once(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._save_once(trainer)  # a fit stopped by max_steps mid-epoch: still the final weights
+
+    def _save_once(self, trainer) -> None:
+        if trainer.fast_dev_run or trainer.global_step == self._saved_step:
+            return
+        self.save(trainer)
+        self._saved_step = trainer.global_step
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         from lightning.pytorch.utilities.exceptions import SIGTERMException

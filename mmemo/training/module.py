@@ -24,6 +24,7 @@ from mmemo.encoders.base import Encoder, EncoderOutput
 from mmemo.evaluation.metrics import HEADLINE, EmotionMetrics
 from mmemo.fusion import build_fusion
 from mmemo.training.checkpoints import CheckpointError, read_checkpoint
+from mmemo.training.errors import NonFiniteScoresError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class EmotionClassifier(L.LightningModule):
         self.modality_dropout = modality_dropout
         self.metrics = nn.ModuleDict({stage: EmotionMetrics(self.classes) for stage in ("val", "test")})
         self.results: dict[str, dict] = {}
+        self._nonfinite = {"val": 0, "test": 0}  # utterances whose scores were NaN or infinite
         self.test_predictions: list[dict] = []
         self.strict_loading = False  # frozen pretrained encoders are reloaded from their source
         #: The resolved run config (set by ``train``), stored in checkpoints for ``mmemo eval``.
@@ -152,6 +154,8 @@ class EmotionClassifier(L.LightningModule):
         for name, value in {**output.aux_losses, **output.logs}.items():
             self.log(f"{stage}/{name}", value, batch_size=size, on_epoch=True)
         if stage != "train":
+            finite = torch.isfinite(output.logits.detach()).all(-1)
+            self._nonfinite[stage] += int((~finite).sum())
             self.metrics[stage].update(output.logits.detach(), batch["label"])
         if stage == "test":
             scores = torch.softmax(output.logits.float(), -1).cpu()
@@ -178,6 +182,15 @@ class EmotionClassifier(L.LightningModule):
     def _close_epoch(self, stage: str) -> None:
         summary = self.metrics[stage].summary()
         self.metrics[stage].reset()
+        bad, self._nonfinite[stage] = self._nonfinite[stage], 0
+        if bad:
+            message = (f"{bad} of {summary['n']} {'test' if stage == 'test' else 'validation'} utterances got "
+                       "non-finite scores (NaN or infinity) from the model, so their predictions mean nothing "
+                       "(a diverged run, or fp16 overflow: try bf16-mixed or a lower learning rate)")
+            if stage == "test":  # never publish metrics over them
+                raise NonFiniteScoresError(message)
+            log.error("%s; this epoch's validation metrics count whatever argmax gave them", message)
+        summary["nonfinite"] = bad
         self.results[stage] = summary
         for name in HEADLINE:
             self.log(f"{stage}/{name}", summary[name], prog_bar=name == "UA", sync_dist=True)

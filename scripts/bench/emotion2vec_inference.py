@@ -19,7 +19,6 @@ Results are printed and written to scripts/bench/results/emotion2vec_inference.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

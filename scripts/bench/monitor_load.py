@@ -187,7 +187,8 @@ def stream_over_websocket(url: str, audio: np.ndarray, chunk_seconds: float = 0.
     pcm = (audio * 32767).astype("<i2").tobytes()
     step = int(chunk_seconds * SR) * 2
     frames = 0
-    with connect(url.replace("http", "ws") + f"/stream?token={TOKEN}&channel=bench", max_size=None) as ws:
+    with connect(url.replace("http", "ws") + "/stream?channel=bench", max_size=None,
+                 additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
         json.loads(ws.recv())  # ready
         with Stopwatch() as watch:
             for start in range(0, len(pcm), step):

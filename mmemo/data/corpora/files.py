@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mmemo.data.corpora.base import Failure
 from mmemo.data.manifest import Utterance
+from mmemo.textfiles import TextFileError, utf8_problem
 
 
 def audio_length(path: Path) -> float:
@@ -60,12 +61,15 @@ def read_text(path: Path, fallbacks: Sequence[str] = ("cp1252",)) -> tuple[str, 
         return data[3:].decode("utf-8"), "utf-8-sig"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16"), "utf-16"
+    first_problem = None
     for encoding in ("utf-8", *fallbacks):
         try:
             return data.decode(encoding), encoding
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as error:
+            first_problem = first_problem or utf8_problem(data, error)
             continue
-    raise ValueError(f"{path}: cannot decode the text (tried utf-8, {', '.join(fallbacks)})")
+    line, problem = first_problem
+    raise TextFileError(path, f"{problem.split(';')[0]}, and not {', '.join(fallbacks)} either", line)
 
 
 def find_entry(root: Path, name: str, *, want_dir: bool, depth: int = 3,

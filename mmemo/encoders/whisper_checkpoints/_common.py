@@ -7,7 +7,6 @@ hit them, and an untied output head is refused the same way by every reader.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,12 @@ class _Checkpoint:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    from mmemo.textfiles import load_json
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise WhisperCheckpointError(f"{path}: unreadable JSON ({error})") from None
+        return load_json(path)
+    except ValueError as error:  # TextFileError: names the file (and line)
+        raise WhisperCheckpointError(str(error)) from None
 
 
 def _torch_load(path: Path, memory_map: bool = False) -> Any:

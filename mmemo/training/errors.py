@@ -1,0 +1,7 @@
+"""Errors a run raises about its results (kept free of heavy imports so the CLI can name them)."""
+
+from __future__ import annotations
+
+
+class NonFiniteScoresError(ValueError):
+    """The model gave NaN or infinite scores on test data: no metric is reported over them."""
