@@ -145,6 +145,7 @@ EXPECTED = {"random": "not a readable PyTorch checkpoint", "empty": "empty file 
 def test_bad_checkpoint_files_are_one_clear_error_in_every_command(good_checkpoint, tmp_path, capsys, caplog,
                                                                   tiny_corpus, monkeypatch):
     monkeypatch.setenv("MMEMO_MONITOR_TOKEN", "a-good-token-0123456789")
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)  # the message path, not a traceback
     logging.getLogger("mmemo").addHandler(caplog.handler)  # the CLI's logger does not propagate
     for name, path in _bad_files(good_checkpoint, tmp_path / "bad").items():
         with pytest.raises(CheckpointError) as error:

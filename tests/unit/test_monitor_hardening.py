@@ -202,9 +202,10 @@ def test_settings_from_the_cli_refuse_nan(capsys):
         assert exit_info.value.code == 2 and "expected a finite number" in capsys.readouterr().err
 
 
-def test_hydra_overrides_refuse_nan(tmp_path, caplog):
+def test_hydra_overrides_refuse_nan(tmp_path, caplog, monkeypatch):
     from mmemo.cli import main
 
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)  # set by Hydra runs in this process: a traceback then
     logging.getLogger("mmemo").addHandler(caplog.handler)
     try:
         with pytest.raises(SystemExit) as exit_info:

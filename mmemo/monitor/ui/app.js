@@ -55,6 +55,11 @@ function selectTab(name) {
 async function loadHealth() {
   try {
     const health = await api("/health");
+    if (!health.classes) {  // the public answer: /health gives details only with a valid token
+      $("token-status").textContent = "token missing or wrong";
+      $("model-info").textContent = `service ${health.status}; enter the token for details`;
+      return;
+    }
     state.classes = health.classes;
     $("model-info").textContent = `${health.model_id} · ${health.classes.length} classes · ` +
       `${health.rules.count} rule(s)${health.rules.error ? " · RULES FILE ERROR" : ""}`;
@@ -307,6 +312,7 @@ document.addEventListener("DOMContentLoaded", () => {
     localStorage.setItem("mmemo-token", $("token-input").value.trim());
     $("token-status").textContent = "saved";
     showError("");
+    loadHealth();
     refreshAlerts();
   });
   document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
