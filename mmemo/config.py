@@ -28,13 +28,22 @@ def config_dir() -> Path:
 
 
 def register_resolvers() -> None:
-    """Resolvers used in configs: ``${packaged_model:module,fallback}`` and ``${cwd:}``."""
-    from mmemo.encoders.text import packaged_model_dir
+    """Resolvers used in configs: ``${packaged_model:module,fallback}``, ``${cwd:}`` and
+    ``${folder_name:path}`` (the last component of a path: a corpus named after its folder)."""
+    from mmemo.encoders.packaged import packaged_model_dir
 
     if not OmegaConf.has_resolver("packaged_model"):
         OmegaConf.register_new_resolver("packaged_model", packaged_model_dir)
     if not OmegaConf.has_resolver("cwd"):
         OmegaConf.register_new_resolver("cwd", os.getcwd)
+    if not OmegaConf.has_resolver("folder_name"):
+        OmegaConf.register_new_resolver("folder_name", folder_name)
+
+
+def folder_name(path) -> str:
+    """``/data/corpora/ravdess/`` -> ``ravdess`` (``???`` and empty paths give ``corpus``)."""
+    text = str(path or "").rstrip("/\\")
+    return Path(text).name or "corpus"
 
 
 def compose(config_name: str = "train", overrides: Sequence[str] = (), output_dir: str | None = None) -> DictConfig:

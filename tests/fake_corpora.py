@@ -4,16 +4,20 @@ Each ``build_*`` writes a tree that imitates the real release (file names,
 label-file line formats, CSV columns, transcript formats and encodings) with a
 handful of tiny generated WAVs (and, for MELD, real MP4s made with ffmpeg),
 and returns the *truth* it encoded: ``key -> expected fields``. Tests compare
-the prepared manifests with that truth.
+the prepared manifests with that truth. :func:`convert_tree` turns a tree into
+the converted copy users often keep (FLAC under the same names, maybe with
+both files for some names).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +205,7 @@ def build_ravdess(base: Path, actors: int = 24) -> tuple[Path, dict[str, dict]]:
             intensity = "01" if e == "01" else ("02" if a % 2 else "01")
             statement = "01" if int(e) % 2 else "02"
             name = f"03-01-{e}-{intensity}-{statement}-01-{actor}"
-            write_wav(folder / f"{name}.wav", 0.05 + 0.005 * int(e), sr=48_000)
+            write_wav(folder / f"{name}.wav", 0.05 + 0.005 * int(e), sr=48_000, freq=200.0 + 10 * a)
             truth[name] = {"emo": emotion, "text": RAVDESS_STATEMENTS[statement], "speaker": actor,
                            "gender": "M" if a % 2 else "F"}
         write_wav(folder / f"03-02-03-01-01-01-{actor}.wav", 0.05, sr=48_000)  # song: vocal channel 02
@@ -319,3 +323,88 @@ def build_esd(base: Path, *, layout: str = "flat", speakers: range = range(1, 21
         else:
             path.write_bytes(body.encode("utf-8"))
     return root, truth
+
+
+# --------------------------------------------------------------------------- converted copies
+
+
+def convert_tree(root: Path, suffix: str = ".flac", *, also: Iterable[str] = (), stereo: Iterable[str] = (),
+                 source: str = ".wav") -> list[Path]:
+    """Re-encode every ``source`` file under ``root`` as ``suffix`` under the same name, as users convert corpora.
+
+    The original is removed, except for stems in ``also``: those keep it and get a converted copy of twice
+    the duration next to it (so a test can tell which of the two was read). Stems in ``stereo`` become
+    two-channel (RAVDESS's release has a few stereo files). WAVs are converted with soundfile, anything else
+    (MELD's MP4) with ffmpeg; a file that cannot be decoded is copied as is (still broken). Hidden files
+    (``._x.wav`` forks) are left alone. Returns the files written.
+    """
+    also, stereo = set(also), set(stereo)
+    written = []
+    for path in sorted(p for p in root.rglob(f"*{source}") if p.is_file() and not p.name.startswith(".")):
+        target = path.with_suffix(suffix)
+        if source == ".wav":
+            data, rate = soundfile.read(str(path), dtype="float32")
+        else:
+            result = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
+                                     "-ar", str(SR), "-f", "f32le", "-"], capture_output=True, check=False)
+            data, rate = np.frombuffer(result.stdout, dtype=np.float32), SR
+            if result.returncode != 0 or not len(data):
+                shutil.copyfile(path, target)
+                path.unlink()
+                written.append(target)
+                continue
+        if path.stem in also:
+            data = np.concatenate([data, data])
+        if path.stem in stereo:
+            data = np.stack([data, 0.5 * data], axis=1)
+        soundfile.write(str(target), data, rate, subtype="PCM_16")
+        if path.stem not in also:
+            path.unlink()
+        written.append(target)
+    return written
+
+
+# --------------------------------------------------------------------------- an EmoBox split, audio elsewhere
+
+EMOBOX_RAVDESS_LABELS = {"Angry": "Angry", "Surprised": "Surprise", "Sad": "Sad", "Disgust": "Disgust",
+                         "Happy": "Happy", "Calm": "Calm", "Neutral": "Neutral", "Fearful": "Fear"}
+EMOBOX_RAVDESS_PREFIX = "downloads/ravdess/audio/Audio_Speech_Actors_01-24"
+
+
+def build_emobox_ravdess(base: Path, audio_base: Path, actors: int = 4) -> tuple[Path, Path, dict[str, dict]]:
+    """An EmoBox ``data/ravdess/`` folder (real line format, leave-one-actor-out folds) for ``actors`` actors,
+    and its audio as users keep it: ``audio_base/Audio_Speech_Actors_01-24/Actor_XX/<name>.flac`` (16 kHz,
+    not under EmoBox's ``downloads/ravdess/audio/`` prefix). Returns (EmoBox folder, audio root, truth by key).
+    """
+    data = base / "ravdess"
+    audio = audio_base / "Audio_Speech_Actors_01-24"
+    truth: dict[str, dict] = {}
+    rows: dict[str, list[dict]] = {}
+    for a in range(1, actors + 1):
+        actor = f"{a:02d}"
+        for e, emotion in RAVDESS_EMOTIONS.items():
+            name = f"03-01-{e}-01-{'01' if int(e) % 2 else '02'}-01-{actor}"
+            seconds = 0.05 + 0.005 * int(e)
+            write_wav(audio / f"Actor_{actor}" / f"{name}.flac", seconds, freq=200.0 + 10 * a)
+            key = f"ravdess-{name}"
+            emo = emotion.capitalize()
+            row = {"key": key, "dataset": "ravdess", "wav": f"{EMOBOX_RAVDESS_PREFIX}/Actor_{actor}/{name}.wav",
+                   "type": "raw", "sample_rate": 48000, "num_frame": float(round(seconds * 48000)),
+                   "task": "category", "length": seconds, "emo": emo, "channel": 1}
+            rows.setdefault(actor, []).append(row)
+            truth[key] = {"emo": emo, "speaker": actor, "flac": f"Audio_Speech_Actors_01-24/Actor_{actor}/{name}.flac"}
+    dump = lambda lines: "".join(json.dumps(r) + "\n" for r in lines)  # noqa: E731 - EmoBox's own format
+    for k, test_actor in enumerate(sorted(rows), start=1):
+        folder = data / f"fold_{k}"
+        folder.mkdir(parents=True)
+        train = [r for actor, lines in sorted(rows.items()) if actor != test_actor for r in lines]
+        (folder / f"ravdess_train_fold_{k}.jsonl").write_text(dump(train), encoding="utf-8")
+        (folder / f"ravdess_test_fold_{k}.jsonl").write_text(dump(rows[test_actor]), encoding="utf-8")
+    everything = [r for _, lines in sorted(rows.items()) for r in lines]
+    (data / "ravdess.jsonl").write_text(dump(everything), encoding="utf-8")
+    (data / "label_map.json").write_text(json.dumps(EMOBOX_RAVDESS_LABELS, indent=4), encoding="utf-8")
+    stm = [f"{r['key']} 1 {truth[r['key']]['speaker']} 0 {r['length']} <id={r['key']},lang=en,"
+           f"spk={truth[r['key']]['speaker']},emotion={r['emo']}> {r['emo']}" for r in everything]
+    (data / "data.seg.wrd.stm").write_text("\n".join(stm) + "\n", encoding="utf-8")
+    (data / "corpus.cfg").write_text("[Corpus]\nname = ravdess\nraw = downloads/ravdess\n", encoding="utf-8")
+    return data, audio_base, truth

@@ -144,6 +144,7 @@ def run_classical(cfg: DictConfig) -> dict:
     meta = run_metadata(cfg, datamodule, started) | {"classical": options, "selected_params": params}
     write_run_report(output_dir, test=test, valid=valid, meta=meta, predictions=rows,
                      title=f"{options['features']} + {options['classifier']}: test UA {100 * test['UA']:.1f}%")
+    datamodule.write_file_list(output_dir)
     loggers = instantiate_all(cfg.get("logger"))
     try:
         for logger in loggers:

@@ -264,6 +264,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.skipped: list[tuple[str, str, str, str]] = []  # split, key, file, reason
         self.fingerprint = ""
         self.splits: Splits | None = None
+        self.files: list[tuple[str, Utterance]] = []  # (split, utterance) of every labelled utterance used
         self.feature_sources: dict = {}
         self.feature_pooled = False
         self.feature_stride: dict[str, int] = {}
@@ -336,6 +337,7 @@ class EmotionDataModule(L.LightningDataModule):
         if self.use_audio:
             duplicates = check_duplicate_audio({split: us for split, (us, _) in labelled.items()})
             duplicates.raise_errors()
+        self.files = [(split, u) for split, (us, _) in labelled.items() for u in us]
         self.splits = splits
         self.fingerprint = self._fingerprint(splits)
         examples = {split: [Example(u, t) for u, t in zip(*pair)] for split, pair in labelled.items()}
@@ -499,6 +501,42 @@ class EmotionDataModule(L.LightningDataModule):
             handle.write("split\tkey\tfile\treason\n")
             for row in self.skipped:
                 handle.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in row) + "\n")
+        return path
+
+    def provenance(self) -> dict:
+        """Which files this fold used, as hashes a table can be traced to (``meta.data`` of metrics.json).
+
+        ``manifest_sha256``: the split files' bytes and the label map; ``audio_sha256``: every
+        utterance's key, split, segment and its audio file's content digest (the digests the
+        duplicate-audio check computed, so this costs nothing more). The list itself is
+        written next to the results by :meth:`write_file_list`.
+        """
+        manifest = hashlib.sha256()
+        for split in sorted(self.splits.files):
+            manifest.update(split.encode() + b"\0" + self.splits.files[split].read_bytes())
+        manifest.update(repr(self.label_map.to_dict()).encode())
+        audio = hashlib.sha256()
+        for split, u, digest in self._file_rows():
+            audio.update(f"{split}\t{u.key}\t{u.start}\t{u.end}\t{digest}\n".encode())
+        return {"manifest_sha256": manifest.hexdigest(), "audio_sha256": audio.hexdigest() if self.use_audio else None,
+                "utterances": len(self.files), "files": {s: str(f) for s, f in sorted(self.splits.files.items())},
+                "audio_root": str(Path(self.audio_root).resolve())}
+
+    def _file_rows(self):
+        from mmemo.data.leakage import audio_digest
+
+        for split, u in sorted(self.files, key=lambda row: (row[0], row[1].key)):
+            yield split, u, audio_digest(u.audio_path) if u.audio_path is not None else ""
+
+    def write_file_list(self, folder: str | Path) -> Path:
+        """``data_files.tsv``: split, key, audio file, segment and content SHA-1 of every utterance used."""
+        path = Path(folder) / "data_files.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            handle.write("split\tkey\taudio\tstart\tend\tsha1\n")
+            for split, u, digest in self._file_rows():
+                handle.write(f"{split}\t{u.key}\t{u.audio_path or ''}\t{'' if u.start is None else u.start}\t"
+                             f"{'' if u.end is None else u.end}\t{digest}\n")
         return path
 
     def _fingerprint(self, splits: Splits) -> str:

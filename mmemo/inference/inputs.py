@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmemo.data.audio import AUDIO_SUFFIXES as AUDIO_EXTENSIONS  # picked up when a folder is given
 from mmemo.data.folds import audio_root_of, corpus_root_of
 from mmemo.data.manifest import iter_manifest, resolve_audio_path
 
-#: Extensions picked up when a folder is given (decoding goes through mmemo.data.audio).
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".webm", ".opus", ".aac", ".aiff", ".aif")
 MANIFEST_EXTENSIONS = (".jsonl",)
 
 

@@ -14,9 +14,10 @@ import shutil
 import threading
 from pathlib import Path
 
+from mmemo.data.audio import AUDIO_SUFFIXES
+
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".aac", ".opus", ".webm", ".aiff", ".aif"}
 SKIP = {".done", ".failed"}
 
 

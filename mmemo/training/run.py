@@ -127,6 +127,7 @@ def run_metadata(cfg: DictConfig, datamodule, started: float) -> dict:
         "seed": cfg.get("seed"),
         "classes": list(datamodule.classes),
         "data_fingerprint": datamodule.fingerprint,
+        "data": datamodule.provenance(),
         "split_sizes": {name: len(ds) for name, ds in datamodule.datasets.items()},
         "valid_origin": splits.valid_origin if splits else None,
         "skipped_audio": len(datamodule.skipped),
@@ -216,6 +217,7 @@ def train(cfg: DictConfig) -> dict:
                                                          "best_epoch": _epoch_of(best)}
         if test is not None and trainer.is_global_zero:  # under DDP every rank holds the same gathered results
             write_run_report(output_dir, test=test, valid=valid, meta=meta, predictions=model.test_predictions)
+            datamodule.write_file_list(output_dir)
             _log_images(loggers, output_dir)
         log.info("%s fold %d: valid UA %.4f | test UA %s -> %s", datamodule.name, datamodule.fold,
                  valid["UA"], f"{test['UA']:.4f}" if test else "not run", output_dir)
@@ -297,6 +299,7 @@ def evaluate(cfg: DictConfig) -> dict:
                                                      "split": split}
     if trainer.is_global_zero:
         write_run_report(output_dir, test=result, meta=meta, predictions=model.test_predictions)
+        datamodule.write_file_list(output_dir)
     log.info("eval %s on %s fold %d (%s): UA %.4f WA %.4f -> %s", cfg.ckpt_path, datamodule.name,
              datamodule.fold, split, result["UA"], result["WA"], output_dir)
     return {"test": result, "meta": meta}

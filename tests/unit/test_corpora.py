@@ -25,6 +25,9 @@ from mmemo.data.corpora import (
     get_adapter,
     prepare_corpus,
 )
+from mmemo.data.audio import AUDIO_SUFFIXES, load_audio
+from mmemo.data.check import check_corpus
+from mmemo.data.corpora.files import AudioIndex, audio_stem, is_audio
 from mmemo.data.corpora.fold_rule import plan_folds, speaker_groups
 from mmemo.data.corpora.meld import fix_text
 from mmemo.data.folds import available_folds, fold_files, read_fold, read_stm_speakers
@@ -533,3 +536,178 @@ def test_emobox_malformed_line_is_reported(emobox_dir, tmp_path):
     assert f"{broken}:10: bad JSON" in str(error.value)
     assert f"{labelled}:7: label 'Gloomy' is not in label_map.json" in str(error.value)
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- converted copies (FLAC, ...)
+
+
+def test_audio_index_finds_one_file_per_name_preferring_wav_then_the_suffix_order(tmp_path):
+    for name in ("x.ogg", "x.flac", "y.mp3", "y.WAV", "._z.wav", "z.txt", "list.csv"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.wav").mkdir()
+    assert AUDIO_SUFFIXES[:2] == (".wav", ".flac") and is_audio("a/b.FLAC") and not is_audio("a/._b.wav")
+    assert audio_stem("03-01-01.flac") == "03-01-01" and audio_stem("notes.txt") == "notes.txt"
+    index = AudioIndex()
+    assert index.files(tmp_path) == [tmp_path / "x.flac", tmp_path / "y.WAV"]   # not z.txt, ._z.wav, sub.wav/
+    assert index.find(tmp_path / "x.wav") == tmp_path / "x.flac"               # a label file names x.wav
+    assert index.find(tmp_path / "x") == tmp_path / "x.flac" and index.find(tmp_path / "z.wav") is None
+    assert index.find(tmp_path / "missing" / "x.wav") is None and index.files(tmp_path / "missing") == []
+    assert len(index.duplicates) == 2 and index.note().startswith("2 name(s) have several audio files")
+
+
+# name -> the tree, small (a few speakers)
+CONVERTIBLE = {
+    "iemocap": lambda base: fake.build_iemocap(base),
+    "ravdess": lambda base: fake.build_ravdess(base, actors=4),
+    "cremad": lambda base: fake.build_cremad(base),
+    "emodb": lambda base: fake.build_emodb(base),
+    "esd": lambda base: fake.build_esd(base, speakers=range(11, 15)),
+}
+
+
+def _fold_keys(out: Path, summary) -> list[dict[str, list[str]]]:
+    return [{s: sorted(u.key for u in us) for s, us in fold_splits(out, k).items()}
+            for k in range(1, summary.n_folds + 1)]
+
+
+@pytest.mark.parametrize("name", sorted(CONVERTIBLE))
+def test_a_flac_copy_of_a_corpus_is_read_like_the_original(tmp_path, name):
+    root, _ = CONVERTIBLE[name](tmp_path / "raw")
+    original = prepare_corpus(name, root, tmp_path / "from_wav")
+    before = manifest_by_key(tmp_path / "from_wav")
+    assert fake.convert_tree(root) and not [p for p in root.rglob("*.wav") if not p.name.startswith(".")]
+    folder = Path(next(iter(before.values())).wav).parent
+    (folder / "notes.txt").write_text("not audio\n")            # non-audio files next to the audio are ignored
+    (folder / "list.csv").write_text("file,label\n")
+    summary = prepare_corpus(name, root, tmp_path / "from_flac")
+    after = manifest_by_key(tmp_path / "from_flac")
+    assert sorted(after) == sorted(before)
+    for key, u in after.items():
+        was = before[key]
+        assert u.wav == str(Path(was.wav).with_suffix(".flac")) and u.length == pytest.approx(was.length)
+        assert (u.emo, u.speaker, u.text, u.gender, u.lang) == (was.emo, was.speaker, was.text, was.gender, was.lang)
+    assert _fold_keys(tmp_path / "from_flac", summary) == _fold_keys(tmp_path / "from_wav", original)
+    check_outputs(tmp_path / "from_flac", summary, speaker_independent=original.speaker_independent)
+    assert not any("several audio files" in note for note in summary.notes)
+    assert summary.failures == original.failures    # IEMOCAP's absent WAV is reported as before
+
+
+@pytest.mark.parametrize("name", sorted(CONVERTIBLE))
+def test_a_name_with_both_a_wav_and_a_flac_uses_the_wav_and_says_so(tmp_path, name):
+    root, _ = CONVERTIBLE[name](tmp_path / "raw")
+    prepare_corpus(name, root, tmp_path / "from_wav")
+    before = manifest_by_key(tmp_path / "from_wav")
+    both = sorted(before)[1]
+    fake.convert_tree(root, also=[both])                       # x.wav stays; x.flac (twice as long) is added
+    assert Path(before[both].wav).is_file() and Path(before[both].wav).with_suffix(".flac").is_file()
+    summary = prepare_corpus(name, root, tmp_path / "mixed")
+    after = manifest_by_key(tmp_path / "mixed")
+    assert sorted(after) == sorted(before)
+    assert after[both].wav == before[both].wav and after[both].length == pytest.approx(before[both].length)
+    assert all(u.wav.endswith(".flac") for key, u in after.items() if key != both)
+    notes = [n for n in summary.notes if "several audio files" in n]
+    assert len(notes) == 1 and notes[0].startswith("1 name(s)") and f"{both}.wav, {both}.flac" in notes[0]
+    assert notes[0] in json.loads((tmp_path / "mixed" / "corpus.json").read_text())["notes"]
+    check_outputs(tmp_path / "mixed", summary, speaker_independent=summary.speaker_independent)
+
+
+def test_ravdess_flac_copy_with_a_stereo_file_checks_clean_and_bad_names_are_still_reported(tmp_path):
+    root, truth = fake.build_ravdess(tmp_path, actors=4)
+    stereo = sorted(truth)[3]
+    fake.convert_tree(root, stereo=[stereo])
+    path = root / f"Actor_{truth[stereo]['speaker']}" / f"{stereo}.flac"
+    assert soundfile.info(str(path)).channels == 2
+    out = tmp_path / "out"
+    prepare_corpus("ravdess", root, out)
+    report = check_corpus(out)                                 # decodes every clip as training does
+    assert report.ok, report.render()
+    clip = load_audio(path)
+    assert clip.source_channels == 2 and clip.wave.ndim == 1   # downmixed to mono
+    bad = fake.write_wav(root / "Actor_02" / "03-01-09-01-01-01-02.flac")
+    (root / "Actor_02" / "03-01-01-01-01-01-02.txt").write_text("a note, not audio\n")   # ignored
+    with pytest.raises(ManifestError, match=re.escape(f"{bad}: emotion code 09 is not 01-08")):
+        prepare_corpus("ravdess", root, out)
+
+
+def test_meld_flac_copies_are_found_under_the_csv_names_and_converted(meld_tree, tmp_path):
+    root = tmp_path / "MELD.Raw"
+    shutil.copytree(meld_tree[0], root)
+    fake.convert_tree(root, source=".mp4", also=["dia0_utt0"])   # dia0_utt0 keeps its MP4 too, in every split
+    assert not (root / "train" / "train_splits" / "dia0_utt1.mp4").exists()
+    out = tmp_path / "out"
+    summary = prepare_corpus("meld", root, out, jobs=2)
+    manifest = manifest_by_key(out)
+    left_out = {f"dia{d}_utt{u}-{s}" for s, d, u in (fake.MELD_MISSING, fake.MELD_CORRUPT)}
+    assert sorted(manifest) == sorted(set(meld_tree[1]) - left_out)
+    for key, u in manifest.items():
+        assert u.wav == f"wav/{u.extra['split']}/{key.rsplit('-', 1)[0]}.wav"
+        info = soundfile.info(str(out / u.wav))
+        assert (info.samplerate, info.channels, info.subtype) == (16_000, 1, "PCM_16")
+        # dia0_utt0: the FLAC (twice as long) comes before the MP4 in the suffix order
+        assert u.length == pytest.approx(0.6 if key.startswith("dia0_utt0-") else 0.3, abs=0.05)
+    assert json.loads((out / "corpus.json").read_text())["audio_conversion"] == {
+        "converted": 9, "reused": 0, "failed": 1}
+    rows = {r.split("\t")[0]: r.split("\t") for r in (out / "prepare_failures.tsv").read_text().splitlines()[1:]}
+    assert set(rows) == left_out and rows["dia1_utt1-train"][3] == "clip not found"
+    assert rows["dia1_utt1-train"][2].endswith("train_splits/dia1_utt1.mp4")    # the name the CSV gives
+    assert "ffmpeg could not read it" in rows["dia0_utt1-dev"][3]
+    assert any(n.startswith("3 name(s) have several audio files") for n in summary.notes)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_emobox_audio_kept_under_another_prefix_as_flac(tmp_path):
+    source, audio_root, truth = fake.build_emobox_ravdess(tmp_path / "EmoBox" / "data", tmp_path / "realdata" / "ravdess")
+    out = tmp_path / "out"
+    summary = prepare_corpus("emobox", source, out, audio_root=str(audio_root))
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["audio_root"] == str(audio_root) and meta["audio_missing"] == 0
+    assert meta["audio_paths"]["dropped_prefix"] == "downloads/ravdess/audio"
+    assert meta["audio_paths"]["rewritten"] == len(truth) == summary.total == 32
+    for name in ("label_map.json", "data.seg.wrd.stm", "corpus.cfg"):
+        assert filecmp.cmp(source / name, out / name, shallow=False)
+    assert not (out / "prepare_failures.tsv").exists()
+    for k in range(1, 5):
+        for split, path in fold_files(source, k).items():
+            copied = _rows(out / f"fold_{k}" / path.name)
+            original = _rows(path)
+            assert [r["key"] for r in copied] == [r["key"] for r in original]     # keys, order, folds as EmoBox
+            for new, old in zip(copied, original, strict=True):
+                assert new["wav"] == truth[old["key"]]["flac"] and new["emobox_wav"] == old["wav"]
+                assert {n: v for n, v in new.items() if n not in ("wav", "emobox_wav")} == \
+                    {n: v for n, v in old.items() if n != "wav"}               # labels and all else unchanged
+    assert [r["wav"] for r in _rows(out / "ravdess.jsonl")] == [truth[r["key"]]["flac"] for r in
+                                                                _rows(source / "ravdess.jsonl")]
+    report = check_corpus(out)                                  # training's data module finds every file
+    assert report.ok, report.render()
+    assert [sum(f.sizes.values()) for f in report.folds] == [32] * 4
+    assert "emobox_wav" in (out / "README.md").read_text()
+
+    # one converted file missing, one name with a WAV next to its FLAC
+    gone, both = sorted(truth)[0], sorted(truth)[5]
+    (audio_root / truth[gone]["flac"]).unlink()
+    fake.write_wav((audio_root / truth[both]["flac"]).with_suffix(".wav"))
+    again = prepare_corpus("emobox", source, out, audio_root=str(audio_root))
+    meta = json.loads((out / "corpus.json").read_text())
+    assert again.total == 32 and meta["audio_missing"] == 1 and meta["audio_paths"]["found"] == 31
+    rows = [r.split("\t") for r in (out / "prepare_failures.tsv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == [gone] and "audio file not found" in rows[0][3]
+    wavs = {r["key"]: r["wav"] for r in _rows(out / "ravdess.jsonl")}
+    assert wavs[both] == truth[both]["flac"][: -len(".flac")] + ".wav"
+    assert wavs[gone] == f"{fake.EMOBOX_RAVDESS_PREFIX}/Actor_01/{gone.removeprefix('ravdess-')}.wav"  # as EmoBox
+    assert any("1 of 32 audio files are not under" in n for n in again.notes)
+    assert any(n.startswith("1 name(s) have several audio files") for n in again.notes)
+
+
+def test_emobox_audio_where_emobox_says_is_not_rewritten(tmp_path):
+    source, _, truth = fake.build_emobox_ravdess(tmp_path / "data", tmp_path / "elsewhere", actors=4)
+    checkout = tmp_path / "EmoBox"
+    for row in _rows(source / "ravdess.jsonl"):
+        fake.write_wav(checkout / row["wav"], 0.05)
+    prepare_corpus("emobox", source, tmp_path / "out", audio_root=str(checkout))
+    _same_files(source, tmp_path / "out")                       # byte for byte, as before
+    meta = json.loads((tmp_path / "out" / "corpus.json").read_text())
+    assert meta["audio_missing"] == 0 and meta["audio_paths"]["rewritten"] == 0
+    assert meta["audio_paths"]["dropped_prefix_components"] == 0

@@ -5,7 +5,8 @@
 not all equal, because some recordings are missing), with ``floor(25%)`` of
 each class as test: 1,856 test / 5,586 train of 7,442. That is the default
 here too (``folds=emobox``); ``folds=speakers`` gives 22 speaker-disjoint folds
-(91 // 4) and ``folds=loso`` 91.
+(91 // 4) and ``folds=loso`` 91. Converted copies under the same names
+(``AudioWAV/1001_DFA_ANG_XX.flac``, ...) are read too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mmemo.data.corpora.base import Adapter, Collected, Failure, file_issue
-from mmemo.data.corpora.files import measure, read_text
+from mmemo.data.corpora.files import AudioIndex, audio_stem, measure, read_text
 from mmemo.data.corpora.fold_rule import RULE_SCHEMES, plan_folds
 from mmemo.data.corpora.options import Option
 from mmemo.data.manifest import Issue, Utterance, raise_if_issues
@@ -38,7 +39,7 @@ SENTENCES = {
     "TSI": "The surface is slick",
     "WSI": "We'll stop in a couple of minutes",
 }
-_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})\.wav$")
+_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")   # the stem; any audio suffix
 DEMOGRAPHICS = "VideoDemographics.csv"
 
 
@@ -68,10 +69,9 @@ class CremadAdapter(Adapter):
         genders = self._genders(root)
         found: list[Utterance] = []
         issues: list[Issue] = []
-        for path in sorted((root / "AudioWAV").iterdir()):
-            if path.name.startswith(".") or path.suffix.lower() != ".wav":
-                continue
-            match = _NAME.match(path.name)
+        index = AudioIndex()
+        for path in index.files(root / "AudioWAV"):
+            match = _NAME.match(audio_stem(path.name))
             if not match:
                 issues.append(file_issue(path, "not a CREMA-D name (AAAA_SSS_EEE_LL.wav)"))
                 continue
@@ -105,7 +105,8 @@ class CremadAdapter(Adapter):
                          "folds=speakers gives speaker-independent folds")
         if not genders:
             notes.append(f"no {DEMOGRAPHICS}: gender unknown, speaker folds are dealt by actor id")
-        return Collected(utterances, label_map, plan, audio="absolute paths to the original WAVs under the root",
+        notes += filter(None, [index.note()])
+        return Collected(utterances, label_map, plan, audio="absolute paths to the audio files under the root",
                          failures=failures, notes=notes)
 
     @staticmethod

@@ -1,22 +1,33 @@
-"""An EmoBox ``data/<dataset>/`` folder, validated and copied byte for byte.
+"""An EmoBox ``data/<dataset>/`` folder, validated and copied byte for byte (``wav`` paths aside, see below).
 
 mmemo reads EmoBox folders directly (``data.root=<EmoBox>/data/<dataset>``);
 ``prepare emobox`` is for keeping a checked copy next to other prepared
-corpora, with a ``corpus.json`` that records where the audio lives. The jsonl
-lines are never rewritten: their ``wav`` paths (``downloads/<dataset>/...``)
-are relative to the EmoBox checkout, which ``--audio-root`` names (used as
-``data.audio_root``). Speakers come from the ``spk=`` tags of
-``data.seg.wrd.stm``, as mmemo's fold reader does.
+corpora, with a ``corpus.json`` that records where the audio lives. The ``wav``
+paths (``downloads/<dataset>/...``) are relative to the EmoBox checkout, which
+``--audio-root`` names (used as ``data.audio_root``). Speakers come from the
+``spk=`` tags of ``data.seg.wrd.stm``, as mmemo's fold reader does.
+
+Audio kept elsewhere is found too: under ``--audio-root`` a path is tried as
+written, then without its leading components one at a time (``downloads/``,
+``ravdess/``, ``audio/`` ...), each with any audio suffix (a FLAC copy). How
+many components to drop is decided once, from the first file found, and
+applied to every path. Only when a file is found under another path is a line
+rewritten: its ``wav`` becomes that path (relative to the audio root) and
+EmoBox's own path is kept as ``emobox_wav``; keys, labels, folds and all other
+fields stay as EmoBox has them. Files not found are listed in
+``prepare_failures.tsv``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmemo.data.corpora.base import (
@@ -25,10 +36,12 @@ from mmemo.data.corpora.base import (
     README_FILE,
     SPLIT_ORDER,
     Adapter,
+    Failure,
     PreparedCorpus,
 )
+from mmemo.data.corpora.files import AudioIndex
 from mmemo.data.corpora.options import Option, resolve_options
-from mmemo.data.corpora.writing import _mmemo_version, _write_json, command_line, start_output
+from mmemo.data.corpora.writing import _mmemo_version, _write_json, command_line, start_output, write_failures
 from mmemo.data.folds import available_folds, fold_files, read_stm_speakers
 from mmemo.data.labels import load_label_map_file
 from mmemo.data.manifest import (
@@ -44,6 +57,85 @@ STM_FILE = "data.seg.wrd.stm"
 _FOLD_FILE = re.compile(r"^(?P<name>.+)_(?:train|valid|test)_fold_(?P<k>\d+)\.jsonl$")
 
 
+class AudioPaths:
+    """EmoBox's ``wav`` paths matched to the files under an audio root that holds them under a *tail*.
+
+    A relative path is tried as written, then with its leading components
+    dropped one at a time, each time with any audio suffix; the number dropped
+    is found once, from the first path that matches, and used for all.
+    """
+
+    def __init__(self, audio_root: Path, wavs: Iterable[str]):
+        self.root = audio_root
+        self.index = AudioIndex()
+        self.dropped = 0
+        self.dropped_prefix = ""
+        for wav in wavs:
+            parts = self._parts(wav)
+            for drop in range(len(parts or ())):
+                if self.index.find(self.root.joinpath(*parts[drop:])) is not None:
+                    self.dropped, self.dropped_prefix = drop, "/".join(parts[:drop])
+                    break
+            else:
+                continue
+            break
+
+    @staticmethod
+    def _parts(wav: str) -> tuple[str, ...] | None:
+        """The components of a relative path that stays under the root, else None."""
+        path = PurePosixPath(wav)
+        if path.is_absolute() or Path(wav).is_absolute() or ".." in path.parts or not path.parts:
+            return None
+        return path.parts
+
+    def resolve(self, wav: str) -> Path | None:
+        """The audio file for ``wav`` (absolute paths: the same folder and stem), or None."""
+        if Path(wav).is_absolute():
+            return self.index.find(wav)
+        parts = self._parts(wav)
+        if parts is None or len(parts) <= self.dropped:
+            return None
+        return self.index.find(self.root.joinpath(*parts[self.dropped:]))
+
+    def written(self, wav: str, found: Path) -> str | None:
+        """The manifest path for ``found`` when it differs from EmoBox's ``wav``, else None."""
+        if Path(wav).is_absolute():
+            return None if Path(wav) == found else str(found)
+        if self.root / wav == found:
+            return None
+        return found.relative_to(self.root).as_posix()
+
+
+def rewrite_wavs(source: Path, target: Path, new_wavs: dict[str, str]) -> int:
+    """Copy a jsonl file, replacing the ``wav`` of the lines in ``new_wavs`` (EmoBox's kept as ``emobox_wav``).
+
+    Every other line is copied byte for byte; returns how many lines were rewritten.
+    """
+    if not new_wavs:
+        shutil.copyfile(source, target)
+        return 0
+    rewritten = 0
+    with source.open("rb") as reader, target.open("wb") as writer:
+        for raw in reader:
+            body = raw.rstrip(b"\r\n")
+            try:
+                row = json.loads(body.decode("utf-8-sig"))
+            except (UnicodeDecodeError, ValueError):
+                row = None
+            wav = row.get("wav") if isinstance(row, dict) else None
+            if not isinstance(wav, str) or wav not in new_wavs:
+                writer.write(raw)
+                continue
+            line: dict[str, Any] = {}
+            for name, value in row.items():
+                line[name] = new_wavs[wav] if name == "wav" else value
+                if name == "wav":
+                    line["emobox_wav"] = wav
+            writer.write(json.dumps(line, ensure_ascii=False).encode("utf-8") + raw[len(body):])
+            rewritten += 1
+    return rewritten
+
+
 class EmoboxAdapter(Adapter):
     name = "emobox"
     title = "an EmoBox data folder"
@@ -56,8 +148,10 @@ class EmoboxAdapter(Adapter):
   data.seg.wrd.stm                                 (speakers as spk= tags)
   <dataset>.jsonl                                  (optional, copied)"""
     options = (
-        Option("audio_root", None, (), "where EmoBox's downloads/<dataset>/... wav paths are relative to "
-                                       "(the EmoBox checkout); recorded, the jsonl lines are not rewritten"),
+        Option("audio_root", None, (), "where the audio is: the EmoBox checkout (downloads/<dataset>/...), or "
+                                       "a folder holding the files under a tail of EmoBox's paths, with any "
+                                       "audio suffix (then those lines' wav is rewritten); recorded in "
+                                       "corpus.json"),
     )
 
     def locate(self, root: Path) -> Path:
@@ -118,18 +212,34 @@ class EmoboxAdapter(Adapter):
                         u.speaker = stm_speakers.get(u.key)
         raise_if_issues(issues, hint=f"{root} is not a valid EmoBox folder.")
 
+        paths: AudioPaths | None = None
+        found: dict[str, Path | None] = {}
+        new_wavs: dict[str, str] = {}   # EmoBox's wav -> the path written, where the file is elsewhere
+        if audio_root is not None:
+            wavs = list(dict.fromkeys(u.wav for k in folds for us in parts[k].values() for u in us))
+            paths = AudioPaths(audio_root, wavs)
+            for wav in wavs:
+                found[wav] = paths.resolve(wav)
+                written = paths.written(wav, found[wav]) if found[wav] is not None else None
+                if written is not None:
+                    new_wavs[wav] = written
+
         start_output(out, self.name, root)
         copied = []
+        rewritten = 0
         for k, by_split in files.items():
             for path in by_split.values():
                 target = out / f"fold_{k}" / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
+                rewritten += rewrite_wavs(path, target, new_wavs)
                 copied.append(target)
         extras = {}
         for name in (LABEL_MAP_FILE, STM_FILE, f"{dataset}.jsonl", "corpus.cfg"):
             if (root / name).is_file():
-                shutil.copyfile(root / name, out / name)
+                if name.endswith(".jsonl"):
+                    rewrite_wavs(root / name, out / name, new_wavs)
+                else:
+                    shutil.copyfile(root / name, out / name)
                 extras[name] = out / name
 
         def mapped(u: Utterance) -> str | None:
@@ -139,6 +249,7 @@ class EmoboxAdapter(Adapter):
         fold_counts: list[dict[str, dict[str, int]]] = []
         no_speaker = 0
         overlaps: list[str] = []
+        failures: list[Failure] = []
         for k in folds:
             splits: dict[str, dict[str, int]] = {}
             for split in SPLIT_ORDER:
@@ -147,6 +258,11 @@ class EmoboxAdapter(Adapter):
                 counts = Counter(mapped(u) for u in parts[k][split])
                 splits[split] = {c: counts.get(c, 0) for c in classes}
                 for u in parts[k][split]:
+                    if u.key not in everything and paths is not None and found[u.wav] is None:
+                        tail = PurePosixPath(u.wav).parts[paths.dropped:] if not Path(u.wav).is_absolute() else ()
+                        looked = (audio_root.joinpath(*tail) if tail else Path(u.wav)).with_suffix(".*")
+                        failures.append(Failure(u.key, u.wav, f"audio file not found (looked for {looked}); "
+                                                "the fold files still name it", str(u.source or ""), split))
                     everything.setdefault(u.key, u)
             fold_counts.append(splits)
             test = {u.speaker for u in parts[k]["test"] if u.speaker}
@@ -170,22 +286,43 @@ class EmoboxAdapter(Adapter):
                          "Ses01F_impro01_M000), not its actual speaker; the session folds are still "
                          "speaker-independent. `mmemo data prepare iemocap` writes the actual speaker")
         audio_missing = None
-        if audio_root is not None:
-            audio_missing = sum(not (audio_root / u.wav).is_file() if not Path(u.wav).is_absolute()
-                                else not Path(u.wav).is_file() for u in everything.values())
+        audio_paths = None
+        failures_path = write_failures(out, failures)
+        if paths is not None:
+            audio_missing = len(failures)
+            suffixes = Counter(f.suffix.lower() for f in found.values() if f is not None)
+            audio_paths = {"found": sum(f is not None for f in found.values()), "rewritten": len(new_wavs),
+                           "dropped_prefix_components": paths.dropped, "dropped_prefix": paths.dropped_prefix,
+                           "suffixes": dict(sorted(suffixes.items()))}
+            if new_wavs:
+                old, new = next(iter(new_wavs.items()))
+                audio_paths["example"] = {"emobox_wav": old, "wav": new}
+                notes.append(f"{len(new_wavs)} audio file(s) are under other paths than EmoBox's (e.g. {old} is "
+                             f"{new} under {audio_root}); their lines' wav was rewritten to that path and "
+                             "EmoBox's is kept as emobox_wav")
             if audio_missing:
-                notes.append(f"{audio_missing} of {len(everything)} wav files are not under {audio_root} yet")
-        audio = (f"wav paths as written by EmoBox (relative to the EmoBox checkout); audio root: "
-                 f"{audio_root if audio_root else 'not given (pass --audio-root, then use data.audio_root)'}")
+                notes.append(f"{audio_missing} of {len(everything)} audio files are not under {audio_root} yet "
+                             f"(listed in {failures_path.name if failures_path else ''})")
+            duplicates = paths.index.note()
+            if duplicates:
+                notes.append(duplicates)
+        if new_wavs:
+            audio = (f"wav paths of the files found under the audio root {audio_root} (EmoBox's own path kept "
+                     "as emobox_wav where it differs)")
+        else:
+            audio = (f"wav paths as written by EmoBox (relative to the EmoBox checkout); audio root: "
+                     f"{audio_root if audio_root else 'not given (pass --audio-root, then use data.audio_root)'}")
 
         summary = PreparedCorpus(
             name=dataset, root=root, out=out, options=dict(options), classes=classes, total=len(everything),
             class_counts={c: counts.get(c, 0) for c in classes}, raw_counts=dict(sorted(raw.items())),
             fold_counts=fold_counts, speakers=speakers, speaker_independent=independent,
-            protocol=f"EmoBox's {len(folds)} fold(s) for {dataset}, copied unchanged",
+            protocol=f"EmoBox's {len(folds)} fold(s) for {dataset}, copied unchanged"
+                     + (" (but for the wav paths of the audio found elsewhere)" if new_wavs else ""),
             files={"folds": copied, **{k: v for k, v in extras.items()},
                    "label_map": out / LABEL_MAP_FILE, "corpus_json": out / CORPUS_FILE,
-                   "readme": out / README_FILE, "manifest": extras.get(f"{dataset}.jsonl")},
+                   "readme": out / README_FILE, "manifest": extras.get(f"{dataset}.jsonl"),
+                   **({"failures": failures_path} if failures_path else {})},
             notes=notes,
         )
         command = command_line(self.name, root, out, options, self.options)
@@ -195,7 +332,8 @@ class EmoboxAdapter(Adapter):
             "corpus": self.name, "dataset": dataset, "title": f"EmoBox {dataset}", "root": str(root),
             "command": command, "options": dict(options),
             "audio_root": str(audio_root) if audio_root else None, "audio": audio,
-            "audio_missing": audio_missing, "classes": classes, "label_map": label_map,
+            "audio_missing": audio_missing, "audio_paths": audio_paths, "rewritten_lines": rewritten,
+            "classes": classes, "label_map": label_map,
             "protocol": {"scheme": "emobox", "folds": len(folds), "description": summary.protocol},
             "speaker_independent": independent, "speaker_independent_reason": reason,
             "counts": {"total": len(everything), "per_class": summary.class_counts,
@@ -214,8 +352,13 @@ class EmoboxAdapter(Adapter):
             f"# EmoBox {meta['dataset']} (copied by mmemo)", "",
             f"Copied unchanged from `{summary.root}` with mmemo {meta['mmemo_version']} on {meta['prepared_at']}:",
             "", "```bash", meta["command"], "```", "",
-            "The fold files, `label_map.json` and `data.seg.wrd.stm` are byte-for-byte copies. Their `wav` "
-            f"paths are relative to the EmoBox checkout; train with `data.audio_root={root}`:", "",
+            ("The fold files, `label_map.json` and `data.seg.wrd.stm` are byte-for-byte copies. Their `wav` "
+             f"paths are relative to the EmoBox checkout; train with `data.audio_root={root}`:"
+             if not meta["rewritten_lines"] else
+             "The fold files, `label_map.json` and `data.seg.wrd.stm` are byte-for-byte copies, except the "
+             f"`wav` of {meta['rewritten_lines']} fold line(s): the audio was found under other paths, which "
+             "are written there (EmoBox's path kept as `emobox_wav`). They are relative to the audio root; "
+             f"train with `data.audio_root={root}` (or none: corpus.json records it):"), "",
             "```bash", f"mmemo train data=manifest data.root={summary.out} data.audio_root={root} data.fold=1",
             "```", "",
             f"Audio: {meta['audio']}.", "",

@@ -9,7 +9,8 @@ makes **one stratified, speaker-dependent fold** (25% test). (EmoBox's
 published EmoDB folders instead use 5 speaker-dependent folds from a list that
 is not part of the official download.) ``folds=loso`` gives the 10
 leave-one-speaker-out folds common in the literature, ``folds=speakers`` 2
-speaker-disjoint folds of five actors.
+speaker-disjoint folds of five actors. Converted copies under the same names
+(``wav/03a01Fa.flac``, ...) are read too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mmemo.data.corpora.base import Adapter, Collected, Failure, file_issue
-from mmemo.data.corpora.files import measure
+from mmemo.data.corpora.files import AudioIndex, audio_stem, measure
 from mmemo.data.corpora.fold_rule import RULE_SCHEMES, plan_folds
 from mmemo.data.corpora.options import Option
 from mmemo.data.manifest import Issue, Utterance, raise_if_issues
@@ -41,7 +42,7 @@ SENTENCES = {
 #: speaker -> (gender, age), from the EmoDB documentation.
 SPEAKERS = {"03": ("M", 31), "08": ("F", 34), "09": ("F", 21), "10": ("M", 32), "11": ("M", 26),
             "12": ("M", 30), "13": ("F", 32), "14": ("F", 35), "15": ("M", 25), "16": ("F", 31)}
-_NAME = re.compile(r"^(\d\d)([ab]\d\d)([A-Z])([a-z])\.wav$")
+_NAME = re.compile(r"^(\d\d)([ab]\d\d)([A-Z])([a-z])$")   # the stem; any audio suffix
 
 
 class EmodbAdapter(Adapter):
@@ -66,10 +67,9 @@ class EmodbAdapter(Adapter):
     def collect(self, root: Path, out: Path, options: dict[str, Any]) -> Collected:
         found: list[Utterance] = []
         issues: list[Issue] = []
-        for path in sorted((root / "wav").iterdir()):
-            if path.name.startswith(".") or path.suffix.lower() != ".wav":
-                continue
-            match = _NAME.match(path.name)
+        index = AudioIndex()
+        for path in index.files(root / "wav"):
+            match = _NAME.match(audio_stem(path.name))
             if not match:
                 issues.append(file_issue(path, "not an EmoDB name (e.g. 03a01Fa.wav)"))
                 continue
@@ -101,7 +101,8 @@ class EmodbAdapter(Adapter):
         if options["folds"] == "emobox":
             notes.append("folds=emobox is speaker-dependent for EmoDB; use folds=loso (10 folds) to compare "
                          "with most EmoDB papers")
-        return Collected(utterances, label_map, plan, audio="absolute paths to the original WAVs under the root",
+        notes += filter(None, [index.note()])
+        return Collected(utterances, label_map, plan, audio="absolute paths to the audio files under the root",
                          failures=failures, notes=notes)
 
 

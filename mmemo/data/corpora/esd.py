@@ -6,7 +6,8 @@ either directly or in ``train/ evaluation/ test/`` subfolders (both layouts
 exist in circulation), and a transcript ``<spk>/<spk>.txt`` with lines
 ``0011_000001<TAB>text<TAB>Emotion``. The Mandarin transcripts name the emotion
 in Chinese and are not always UTF-8 (GB18030/GBK is detected). The folder a
-WAV is in is its label.
+WAV is in is its label. Converted copies under the same names
+(``0011_000351.flac``, ...) are read too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mmemo.data.corpora.base import Adapter, Collected, Failure, file_issue, line_issue
-from mmemo.data.corpora.files import measure, read_text
+from mmemo.data.corpora.files import AudioIndex, audio_stem, measure, read_text
 from mmemo.data.corpora.fold_rule import RULE_SCHEMES, FoldPlan, plan_folds
 from mmemo.data.corpora.options import Option
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues
@@ -77,29 +78,31 @@ class EsdAdapter(Adapter):
         issues: list[Issue] = []
         mismatches: list[str] = []
         without_text = 0
+        index = AudioIndex()
         for folder in speakers:
             speaker = folder.name
             transcript, transcript_issues = self._read_transcript(folder / f"{speaker}.txt", speaker)
             issues += transcript_issues
             seen: dict[str, Path] = {}
             for emotion in EMOTIONS:
-                for path, split in self._wavs(folder / emotion):
-                    match = _ID.match(path.stem)
+                for path, split in self._wavs(index, folder / emotion):
+                    stem = audio_stem(path.name)
+                    match = _ID.match(stem)
                     if not match or match.group(1) != speaker:
                         issues.append(file_issue(path, f"not an ESD name for speaker {speaker} "
                                                        f"({speaker}_000001.wav)"))
                         continue
-                    if path.stem in seen:
-                        issues.append(file_issue(path, f"{path.stem} also at {seen[path.stem]}"))
+                    if stem in seen:
+                        issues.append(file_issue(path, f"{stem} also at {seen[stem]}"))
                         continue
-                    seen[path.stem] = path
-                    text, said, source = transcript.get(path.stem, (None, None, None))
+                    seen[stem] = path
+                    text, said, source = transcript.get(stem, (None, None, None))
                     without_text += text is None
                     if said is not None and said != emotion:
                         mismatches.append(f"{source}: transcript says {said}, file is in {emotion}/")
                     extra = {"split": split} if split else {}
                     found.append(Utterance(
-                        key=path.stem, wav=str(path), emo=emotion, dataset=self.name, speaker=speaker,
+                        key=stem, wav=str(path), emo=emotion, dataset=self.name, speaker=speaker,
                         lang=language_of(speaker), text=text, extra=extra, source=source,
                     ))
         raise_if_issues(issues, hint="ESD transcript lines are '<id><TAB>text<TAB>Emotion'.")
@@ -117,16 +120,18 @@ class EsdAdapter(Adapter):
                          f"e.g. {mismatches[0]}")
         if without_text:
             notes.append(f"{without_text} utterance(s) have no transcript line")
-        return Collected(utterances, label_map, plan, audio="absolute paths to the original WAVs under the root",
+        notes += filter(None, [index.note()])
+        return Collected(utterances, label_map, plan, audio="absolute paths to the audio files under the root",
                          failures=failures, notes=notes, extra={"mismatched_transcript_emotions": mismatches[:50]})
 
     @staticmethod
-    def _wavs(folder: Path) -> list[tuple[Path, str | None]]:
+    def _wavs(index: AudioIndex, folder: Path) -> list[tuple[Path, str | None]]:
+        """The audio files of one emotion folder (any audio suffix) and of its split subfolders."""
         if not folder.is_dir():
             return []
-        found = [(p, None) for p in sorted(folder.glob("*.wav")) if not p.name.startswith(".")]
+        found: list[tuple[Path, str | None]] = [(p, None) for p in index.files(folder)]
         for sub in OFFICIAL_SPLITS:
-            found += [(p, sub) for p in sorted((folder / sub).glob("*.wav")) if not p.name.startswith(".")]
+            found += [(p, sub) for p in index.files(folder / sub)]
         return found
 
     @staticmethod

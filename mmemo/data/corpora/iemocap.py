@@ -10,6 +10,8 @@ are ignored; a line that starts like a summary line but does not parse is an
 error naming file and line. The speaker of a turn is the session plus the
 gender letter of its last id part (``Ses01F_impro01_M013`` -> ``Ses01M``),
 not the dialog prefix: in ``Ses01F_*`` dialogs the male actor speaks too.
+A turn's audio is ``sentences/wav/<dialog>/<utterance>.wav`` or a converted copy
+under the same name (``<utterance>.flac``, ...).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmemo.data.corpora.base import Adapter, Collected, Failure, line_issue
-from mmemo.data.corpora.files import measure, read_text
+from mmemo.data.corpora.files import AudioIndex, measure, read_text
 from mmemo.data.corpora.fold_rule import FoldPlan, group_plan, plan_folds
 from mmemo.data.corpora.options import Option
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues
@@ -84,6 +86,9 @@ class IemocapAdapter(Adapter):
         for u in labelled:
             u.text = texts.get(u.key)
             without_text += u.text is None
+        index = AudioIndex()
+        for u in labelled:   # the WAV the label names, or a converted copy under the same name
+            u.wav = str(index.find(u.wav) or u.wav)
         failures: list[Failure] = []
         utterances = measure(labelled, failures, desc="IEMOCAP wav headers")
         if options["folds"] == "session":
@@ -104,8 +109,9 @@ class IemocapAdapter(Adapter):
         if not options["improvised_only"]:
             notes.append("scripted dialogs repeat the same sentences with different labels, which leaks "
                          "labels into text models; report improvised_only=true as well")
+        notes += filter(None, [index.note()])
         return Collected(utterances, label_map, plan,
-                         audio="absolute paths to the original sentence WAVs under the root",
+                         audio="absolute paths to the sentence audio files under the root",
                          failures=failures, notes=notes)
 
     def _read_labels(self, root: Path) -> tuple[list[Utterance], list[Issue]]:

@@ -1,7 +1,8 @@
 """MELD from ``MELD.Raw/``: the official train/dev/test CSVs and their MP4 clips.
 
 Each CSV row names a clip ``dia{Dialogue_ID}_utt{Utterance_ID}.mp4`` in its
-split's folder. Clips are converted once with ffmpeg to 16 kHz mono 16-bit WAV
+split's folder (or a converted copy under the same name, ``dia0_utt0.wav`` /
+``.flac`` / ...). Clips are converted once with ffmpeg to 16 kHz mono 16-bit WAV
 under ``out/wav/{split}/`` (a rerun reuses finished files, so an interrupted
 conversion resumes). Clips that are missing (MELD has a few) or that ffmpeg
 cannot read are reported and listed in ``prepare_failures.tsv``.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mmemo.data.corpora.base import Adapter, Collected, Failure, line_issue
-from mmemo.data.corpora.files import audio_length, find_entry, read_text
+from mmemo.data.corpora.files import AudioIndex, audio_length, find_entry, read_text
 from mmemo.data.corpora.fold_rule import FoldPlan
 from mmemo.data.corpora.options import Option
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues
@@ -132,12 +133,14 @@ class MeldAdapter(Adapter):
         other_field = "Sentiment" if label_field == "Emotion" else "Emotion"
         failures: list[Failure] = []
         jobs = []
+        index = AudioIndex()
         for row in rows:
             stem = f"dia{row.dialogue}_utt{row.utterance}"
             key = f"{stem}-{row.split}"
-            clip = clip_dirs[row.split] / f"{stem}.mp4"
-            if not clip.is_file():
-                failures.append(Failure(key, str(clip), "clip not found", str(row.source), row.split))
+            named = clip_dirs[row.split] / f"{stem}.mp4"
+            clip = index.find(named)   # the MP4, or a converted copy under the same name
+            if clip is None:
+                failures.append(Failure(key, str(named), "clip not found", str(row.source), row.split))
                 continue
             jobs.append((row, key, clip, Path("wav") / row.split / f"{stem}.wav"))
 
@@ -174,6 +177,7 @@ class MeldAdapter(Adapter):
                         "and test", False, reason)
         notes = [f"audio: {stats['converted']} clip(s) converted, {stats['reused']} reused from an earlier run, "
                  f"{stats['failed']} failed"]
+        notes += filter(None, [index.note()])
         return Collected(utterances, label_map, plan,
                          audio="16 kHz mono 16-bit WAV converted with ffmpeg, under wav/{train,dev,test}/ "
                                "(paths relative to this folder)",

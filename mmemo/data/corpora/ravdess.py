@@ -2,8 +2,9 @@
 
 A name such as ``03-01-05-01-02-01-18.wav`` codes modality (03 audio-only),
 vocal channel (01 speech, 02 song), emotion, intensity, statement, repetition
-and actor. Only audio-only speech files are used (1,440 files). Odd actors are
-male, even actors female. The text is one of two fixed statements, so it
+and actor. Only audio-only speech files are used (1,440 files); converted copies
+under the same names (``.flac``, ...) are read too. Odd actors are male, even
+actors female. The text is one of two fixed statements, so it
 carries no emotion signal.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmemo.data.corpora.base import Adapter, Collected, Failure, file_issue
-from mmemo.data.corpora.files import measure
+from mmemo.data.corpora.files import AudioIndex, audio_stem, measure
 from mmemo.data.corpora.fold_rule import RULE_SCHEMES, plan_folds
 from mmemo.data.corpora.options import Option
 from mmemo.data.manifest import Issue, Utterance, raise_if_issues
@@ -23,7 +24,7 @@ EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "an
             "07": "disgust", "08": "surprised"}
 INTENSITY = {"01": "normal", "02": "strong"}
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
-_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.wav$")
+_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")   # the stem; any audio suffix
 _ACTOR_DIR = re.compile(r"^Actor_(\d\d)$")
 
 
@@ -54,12 +55,11 @@ class RavdessAdapter(Adapter):
     def collect(self, root: Path, out: Path, options: dict[str, Any]) -> Collected:
         found: list[Utterance] = []
         issues: list[Issue] = []
+        index = AudioIndex()
         for actor_dir in sorted(p for p in root.iterdir() if p.is_dir() and _ACTOR_DIR.match(p.name)):
             folder_actor = _ACTOR_DIR.match(actor_dir.name).group(1)
-            for path in sorted(actor_dir.iterdir()):
-                if path.name.startswith(".") or path.suffix.lower() != ".wav":
-                    continue
-                match = _NAME.match(path.name)
+            for path in index.files(actor_dir):
+                match = _NAME.match(audio_stem(path.name))
                 if not match:
                     issues.append(file_issue(path, "not a RAVDESS name (03-01-EE-II-SS-RR-AA.wav)"))
                     continue
@@ -86,7 +86,7 @@ class RavdessAdapter(Adapter):
                 ))
         raise_if_issues(issues)
         if not found:
-            raise self.layout_error(root, [f"{root}/Actor_*/03-01-*.wav (audio-only speech files)"],
+            raise self.layout_error(root, [f"{root}/Actor_*/03-01-*.wav (audio-only speech files, or .flac ...)"],
                                     "Only the speech archive (vocal channel 01) is used, not the song one.")
         failures: list[Failure] = []
         utterances = measure(found, failures, desc="RAVDESS wav headers")
@@ -97,7 +97,8 @@ class RavdessAdapter(Adapter):
         plan = plan_folds(utterances, options["folds"], lambda u: label_map[u.emo], strata)
         notes = ["the text is one of two fixed statements ('Kids are talking by the door', 'Dogs are sitting "
                  "by the door'), so it carries no emotion signal; text-only models can only be at chance"]
-        return Collected(utterances, label_map, plan, audio="absolute paths to the original WAVs under the root",
+        notes += filter(None, [index.note()])
+        return Collected(utterances, label_map, plan, audio="absolute paths to the audio files under the root",
                          failures=failures, notes=notes)
 
 
