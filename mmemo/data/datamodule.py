@@ -77,7 +77,8 @@ class EmotionDataset(Dataset):
         for modality, store in self._stores.items():
             item_id = example.features[modality]
             if self._pooled:
-                item[f"{modality}_features"] = store.get_pooled(item_id)
+                item[f"{modality}_features"] = store.get_moments(item_id)
+                item[f"{modality}_features_moments"] = True
             elif modality in self._stride:
                 item[f"{modality}_features"] = store.get_windows(item_id, self._stride[modality])
                 item[f"{modality}_features_stride"] = self._stride[modality]
@@ -110,6 +111,8 @@ def collate(items: list[dict]) -> dict:
         batch[name], batch[f"{name}_mask"] = _pad_first_axis([item[name] for item in items])
         if f"{name}_stride" in items[0]:
             batch[f"{name}_stride"] = items[0][f"{name}_stride"]
+        if f"{name}_moments" in items[0]:
+            batch[f"{name}_moments"] = True
     return batch
 
 
@@ -276,8 +279,9 @@ class EmotionDataModule(L.LightningDataModule):
                      frame_stride: dict[str, int] | None = None) -> None:
         """Serve these modalities from frozen-feature stores (encoding what they lack in setup).
 
-        ``pooled=True`` serves each utterance's features averaged over frames, for
-        heads that mean-pool first anyway (see ``FusionHead.needs_frames``).
+        ``pooled=True`` serves each utterance's mean and mean of squares over frames
+        (``FeatureStore.get_moments``), for heads that pool first anyway (see
+        ``FusionHead.needs_frames``).
         ``frame_stride`` ({modality: n}) serves frames already averaged in windows
         of n, for heads that downsample first (``cross_attention``'s ``frame_stride``).
         """

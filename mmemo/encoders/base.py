@@ -39,12 +39,16 @@ class EncoderOutput:
 
     ``stride`` > 1: each frame is already the average of that many encoder frames
     (cached features served in windows, see ``FeatureStore.get_windows``).
+    ``moments``: not frames but a pooled summary, frames[:, 0] = the mean and frames[:, 1]
+    = the mean of squares over the clip's frames ([B,2,D]; cached features served pooled,
+    ``FeatureStore.get_moments``); only heads that pool first are given these.
     """
 
     frames: torch.Tensor
     mask: torch.Tensor
     layers: tuple[torch.Tensor, ...] | None = None
     stride: int = 1
+    moments: bool = False
 
 
 def _tensor_digest(digest, tensors: dict[str, torch.Tensor]) -> None:

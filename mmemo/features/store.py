@@ -132,13 +132,13 @@ class FeatureStore:
             self._arrays[entry.shard] = array
         return np.asarray(array[entry.offset: entry.offset + entry.length])
 
-    def get_pooled(self, item: str) -> np.ndarray:
-        """The item's features averaged over frames, [1, ...]; remembered (they are small)."""
+    def get_moments(self, item: str) -> np.ndarray:
+        """The item's mean and mean of squares over frames, [2, ...] (float32, computed in float64);
+        all a head that pools first needs (mean, or mean and std). Remembered: they are small."""
         pooled = self._pooled.get(item)
         if pooled is None:
-            frames = self.get(item)
-            pooled = frames.astype(np.float32).mean(0, keepdims=True) if frames.shape[0] > 1 else np.asarray(
-                frames, dtype=np.float32)
+            frames = self.get(item).astype(np.float64)
+            pooled = np.stack([frames.mean(0), (frames ** 2).mean(0)]).astype(np.float32)
             self._pooled[item] = pooled
         return pooled
 

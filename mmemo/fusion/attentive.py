@@ -41,13 +41,14 @@ class AttentiveFusion(FusionHead):
     needs_frames = True
 
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, hidden: int = 256, dropout: float = 0.2,
-                 heads: int = 1):
-        super().__init__(input_dims, num_classes)
+                 heads: int = 1, normalize: bool = True):
+        super().__init__(input_dims, num_classes, normalize=normalize)
         self.pools = nn.ModuleDict({m: AttentivePooling(d, heads) for m, d in input_dims.items()})
         self.classifier = mlp(sum(input_dims.values()), hidden, num_classes, dropout)
 
     def forward(self, feats: dict[str, EncoderOutput], targets: torch.Tensor | None = None) -> FusionOutput:
         present = self.presence(feats)
+        feats = self.standardized(feats)
         batch = next(iter(present.values())).shape[0]
         pooled, attention = {}, {}
         for m in self.modalities:

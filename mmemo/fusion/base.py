@@ -12,17 +12,28 @@ modality dropout during training). Every head must give a prediction as long
 as one modality is present; how it degrades is documented per head. Heads get
 a learned stand-in vector per modality (:attr:`FusionHead.missing`) that
 modality dropout trains.
+
+**Inputs are standardised** (``normalize``, default on): every modality's features are
+scaled per dimension with running statistics (:class:`~mmemo.fusion.layers.Standardize`)
+before the head sees them — pooled vectors for heads that pool first, frames for heads
+that read frames. **Pooling** (``pooling``, heads that pool first): ``mean`` or
+``mean_std`` (default; the mean and standard deviation over frames, the statistics a
+linear probe uses). Both were the gap between mmemo's heads and a logistic regression on
+the same frozen features (docs/decisions.md, issue 13).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput
+from mmemo.fusion.layers import Standardize
 
+#: How heads that pool first summarise a modality's frames.
+POOLINGS = ("mean", "mean_std")
 _REGISTRY: dict[str, type[FusionHead]] = {}
 
 
@@ -50,14 +61,25 @@ class FusionHead(nn.Module):
     #: makes training on cached features several times faster.
     needs_frames: bool = False
 
-    def __init__(self, input_dims: dict[str, int], num_classes: int):
+    def __init__(self, input_dims: dict[str, int], num_classes: int, *, normalize: bool = True,
+                 pooling: str = "mean_std"):
         super().__init__()
         if not input_dims:
             raise ValueError("a fusion head needs at least one modality")
+        if pooling not in POOLINGS:
+            raise ValueError(f"fusion pooling must be one of {POOLINGS}, got {pooling!r}")
         self.input_dims = dict(input_dims)
         self.modalities = tuple(input_dims)
         self.num_classes = num_classes
-        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in input_dims.items()})
+        self.normalize = bool(normalize)
+        #: Heads that read frames pool inside themselves; ``pooling`` is for heads that pool first.
+        self.pooling = "mean" if self.needs_frames else pooling
+        width = 2 if self.pooling == "mean_std" else 1
+        #: Size of each modality's vector from :meth:`pooled` (what the head's layers take).
+        self.pooled_dims = {m: d * width for m, d in input_dims.items()}
+        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.pooled_dims[m])) for m in input_dims})
+        sizes = input_dims if self.needs_frames else self.pooled_dims
+        self.standardize = nn.ModuleDict({m: Standardize(d) for m, d in sizes.items()}) if self.normalize else None
 
     def check_inputs(self, feats: dict[str, EncoderOutput]) -> None:
         unknown = set(feats) - set(self.modalities)
@@ -78,17 +100,28 @@ class FusionHead(nn.Module):
         return present
 
     def pooled(self, feats: dict[str, EncoderOutput], present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Masked mean of each modality, [B, D_m]; missing samples get the learned stand-in."""
+        """Each modality pooled (``pooling``) and standardised, [B, pooled_dims[m]]; missing samples
+        get the learned stand-in."""
         batch = next(iter(present.values())).shape[0]
         out = {}
         for m in self.modalities:
             stand_in = self.missing[m].expand(batch, -1)
             if m not in feats:
                 out[m] = stand_in
-            else:
-                mean = masked_mean(feats[m].frames, feats[m].mask)
-                out[m] = torch.where(present[m][:, None], mean, stand_in.to(mean.dtype))
+                continue
+            mean, second = moments(feats[m])
+            vector = mean if self.pooling == "mean" else torch.cat(
+                [mean, torch.sqrt((second - mean.float() ** 2).clamp(min=0.0) + 1e-8).to(mean.dtype)], -1)
+            if self.standardize is not None:
+                vector = self.standardize[m](vector, present[m])
+            out[m] = torch.where(present[m][:, None], vector, stand_in.to(vector.dtype))
         return out
+
+    def standardized(self, feats: dict[str, EncoderOutput]) -> dict[str, EncoderOutput]:
+        """Frames scaled per dimension (heads that read frames call this first)."""
+        if self.standardize is None:
+            return feats
+        return {m: replace(out, frames=self.standardize[m](out.frames, out.mask)) for m, out in feats.items()}
 
 
 def register(name: str):
@@ -124,6 +157,18 @@ def build_fusion(name: str, input_dims: dict[str, int], num_classes: int, **opti
     if name not in _REGISTRY:
         raise ValueError(f"unknown fusion head {name!r}; available: {heads}")
     return _REGISTRY[name](input_dims, num_classes, **options)
+
+
+def moments(output: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and mean of squares over valid frames, each [B,D].
+
+    Features served pooled (``output.moments``) already are these two rows per utterance;
+    otherwise they are computed over the frames.
+    """
+    if output.moments:
+        return output.frames[:, 0], output.frames[:, 1].float()
+    mean = masked_mean(output.frames, output.mask)
+    return mean, masked_mean(output.frames.float() ** 2, output.mask)
 
 
 def masked_mean(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

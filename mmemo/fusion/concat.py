@@ -17,9 +17,9 @@ from mmemo.fusion.layers import mlp
 @register("concat")
 class ConcatFusion(FusionHead):
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, hidden: int = 256,
-                 dropout: float = 0.2):
-        super().__init__(input_dims, num_classes)
-        self.classifier = mlp(sum(input_dims.values()), hidden, num_classes, dropout)
+                 dropout: float = 0.2, normalize: bool = True, pooling: str = "mean_std"):
+        super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
+        self.classifier = mlp(sum(self.pooled_dims.values()), hidden, num_classes, dropout)
 
     def forward(self, feats: dict[str, EncoderOutput], targets: torch.Tensor | None = None) -> FusionOutput:
         pooled = self.pooled(feats, self.presence(feats))

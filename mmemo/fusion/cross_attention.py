@@ -35,8 +35,9 @@ class CrossAttentionFusion(FusionHead):
     needs_frames = True
 
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, dim: int = 128, depth: int = 2,
-                 heads: int = 4, dropout: float = 0.1, hidden: int = 256, frame_stride: dict | None = None):
-        super().__init__(input_dims, num_classes)
+                 heads: int = 4, dropout: float = 0.1, hidden: int = 256, frame_stride: dict | None = None,
+                 normalize: bool = True):
+        super().__init__(input_dims, num_classes, normalize=normalize)
         self.frame_stride = {m: int(s) for m, s in (frame_stride or {}).items() if m in input_dims}
         self.inputs = nn.ModuleDict({m: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, dim))
                                      for m, d in input_dims.items()})
@@ -70,7 +71,7 @@ class CrossAttentionFusion(FusionHead):
 
     def forward(self, feats: dict[str, EncoderOutput], targets: torch.Tensor | None = None) -> FusionOutput:
         present = self.presence(feats)
-        streams = self._streams(feats, present)
+        streams = self._streams(self.standardized(feats), present)
         for layer in self.layers:
             updated = {}
             for m in self.modalities:

@@ -20,8 +20,9 @@ from mmemo.fusion.base import FusionHead, FusionOutput, masked_mean, register
 class EmoBoxHead(FusionHead):
     needs_frames = True
 
-    def __init__(self, input_dims: dict[str, int], num_classes: int, *, hidden: int = 256, dropout: float = 0.1):
-        super().__init__(input_dims, num_classes)
+    def __init__(self, input_dims: dict[str, int], num_classes: int, *, hidden: int = 256, dropout: float = 0.1,
+                 normalize: bool = True):
+        super().__init__(input_dims, num_classes, normalize=normalize)
         self.projections = nn.ModuleDict({m: nn.Linear(d, hidden) for m, d in input_dims.items()})
         self.stand_ins = nn.ParameterDict({m: nn.Parameter(torch.zeros(hidden)) for m in input_dims})
         self.dropout = nn.Dropout(dropout)
@@ -29,6 +30,7 @@ class EmoBoxHead(FusionHead):
 
     def forward(self, feats: dict[str, EncoderOutput], targets: torch.Tensor | None = None) -> FusionOutput:
         present = self.presence(feats)
+        feats = self.standardized(feats)
         batch = next(iter(present.values())).shape[0]
         pooled = {}
         for m in self.modalities:

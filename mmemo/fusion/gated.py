@@ -22,11 +22,11 @@ from mmemo.fusion.layers import mlp
 @register("gated")
 class GatedFusion(FusionHead):
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, dim: int = 256, hidden: int = 256,
-                 dropout: float = 0.2):
-        super().__init__(input_dims, num_classes)
-        self.norms = nn.ModuleDict({m: nn.LayerNorm(d) for m, d in input_dims.items()})
-        self.candidates = nn.ModuleDict({m: nn.Linear(d, dim) for m, d in input_dims.items()})
-        self.gate = nn.Linear(sum(input_dims.values()), dim * len(self.modalities))
+                 dropout: float = 0.2, normalize: bool = True, pooling: str = "mean_std"):
+        super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(d) for m, d in self.pooled_dims.items()})
+        self.candidates = nn.ModuleDict({m: nn.Linear(d, dim) for m, d in self.pooled_dims.items()})
+        self.gate = nn.Linear(sum(self.pooled_dims.values()), dim * len(self.modalities))
         self.dim = dim
         self.classifier = mlp(dim, hidden, num_classes, dropout)
 

@@ -58,14 +58,16 @@ def supervised_contrastive(z: torch.Tensor, labels: torch.Tensor, scale: torch.T
 class JointEmbeddingFusion(FusionHead):
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, embed_dim: int = 128, hidden: int = 256,
                  dropout: float = 0.2, align_loss: str = "infonce", align_weight: float = 0.5,
-                 temperature: float = 0.07, learn_temperature: bool = True):
-        super().__init__(input_dims, num_classes)
+                 temperature: float = 0.07, learn_temperature: bool = True, normalize: bool = True,
+                 pooling: str = "mean_std"):
+        super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
         if align_loss not in LOSSES:
             raise ValueError(f"joint_embedding align_loss must be one of {LOSSES}, got {align_loss!r}")
         self.align_loss = align_loss
         self.align_weight = align_weight
         self.projections = nn.ModuleDict({
-            m: nn.Sequential(nn.LayerNorm(d), nn.Dropout(dropout), nn.Linear(d, embed_dim)) for m, d in input_dims.items()
+            m: nn.Sequential(nn.LayerNorm(d), nn.Dropout(dropout), nn.Linear(d, embed_dim))
+            for m, d in self.pooled_dims.items()
         })
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learn_temperature)
         self.classifier = mlp(embed_dim * len(self.modalities), hidden, num_classes, dropout)

@@ -29,13 +29,14 @@ RULES = ("mean_log_prob", "learned", "product")
 @register("late")
 class LateFusion(FusionHead):
     def __init__(self, input_dims: dict[str, int], num_classes: int, *, hidden: int = 256, dropout: float = 0.2,
-                 combine: str = "mean_log_prob", aux_weight: float = 0.0):
-        super().__init__(input_dims, num_classes)
+                 combine: str = "mean_log_prob", aux_weight: float = 0.0, normalize: bool = True,
+                 pooling: str = "mean_std"):
+        super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
         if combine not in RULES:
             raise ValueError(f"late fusion combine must be one of {RULES}, got {combine!r}")
         self.combine = combine
         self.aux_weight = aux_weight
-        self.classifiers = nn.ModuleDict({m: mlp(d, hidden, num_classes, dropout) for m, d in input_dims.items()})
+        self.classifiers = nn.ModuleDict({m: mlp(d, hidden, num_classes, dropout) for m, d in self.pooled_dims.items()})
         self.weights = nn.Parameter(torch.zeros(len(self.modalities)))
 
     def forward(self, feats: dict[str, EncoderOutput], targets: torch.Tensor | None = None) -> FusionOutput:

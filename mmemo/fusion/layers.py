@@ -6,6 +6,53 @@ import torch
 from torch import nn
 
 
+class Standardize(nn.Module):
+    """Per-feature standardisation with running statistics: what scikit-learn's ``StandardScaler``
+    does for a probe, estimated on the fly over valid rows only.
+
+    Frozen SSL and Whisper features have a few dimensions hundreds of times larger than the rest;
+    an optimiser on raw features then follows those dimensions and ignores the others (a
+    logistic regression on standardised features beat every head by 4-20 UA points before heads
+    did this). Unlike BatchNorm, the batch's own statistics are never used to normalise it:
+    mmemo's batches are length-bucketed, so a batch is not a sample of the data (and in emotion
+    corpora length carries class information that batch statistics would subtract). Training
+    batches update a running estimate - a cumulative average at first (the first epoch gives the
+    data set's statistics, exactly as a scaler fitted on them), then an exponential one with rate
+    ``momentum`` so fine-tuned encoders' drift is followed - and every batch, in training and in
+    evaluation, is normalised with it (no gradient through the statistics).
+    x: [N,D] or [B,T,D]; valid: [N] or [B,T] bool.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.001, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.register_buffer("tracked", torch.zeros((), dtype=torch.long))  # rows seen, capped
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, valid: torch.Tensor) -> None:
+        rows = x[valid].double()
+        count = rows.shape[0]
+        if count == 0:
+            return
+        seen = int(self.tracked)
+        rate = max(count / (seen + count), self.momentum)
+        mean, var = rows.mean(0), rows.var(0, unbiased=False)
+        delta = mean - self.running_mean.double()
+        # pooled mean and variance of (what was seen) and (this batch), weighted by `rate`
+        new_mean = self.running_mean.double() + rate * delta
+        new_var = (1 - rate) * self.running_var.double() + rate * var + rate * (1 - rate) * delta ** 2
+        self.running_mean.copy_(new_mean.float())
+        self.running_var.copy_(new_var.float() if seen else var.float())
+        self.tracked.fill_(min(seen + count, 2**62))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.update(x, valid)
+        return ((x.float() - self.running_mean) / torch.sqrt(self.running_var + self.eps)).to(x.dtype)
+
+
 def downsample(frames: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked average over non-overlapping windows of ``stride`` frames: [B,T,D] -> [B,ceil(T/stride),D].
 

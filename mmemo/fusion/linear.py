@@ -1,4 +1,4 @@
-"""``linear``: the linear probe of SSL papers — masked mean-pool, then one linear layer.
+"""``linear``: the linear probe of SSL papers — pooled (mean and std), standardised, one linear layer.
 
 This is the head of emotion2vec's frozen-feature evaluation (its IEMOCAP WA
 71.79 is a linear probe on mean-pooled features). With several modalities the
@@ -16,10 +16,11 @@ from mmemo.fusion.base import FusionHead, FusionOutput, register
 
 @register("linear")
 class LinearProbe(FusionHead):
-    def __init__(self, input_dims: dict[str, int], num_classes: int, *, dropout: float = 0.0):
-        super().__init__(input_dims, num_classes)
+    def __init__(self, input_dims: dict[str, int], num_classes: int, *, dropout: float = 0.0,
+                 normalize: bool = True, pooling: str = "mean_std"):
+        super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(sum(input_dims.values()), num_classes)
+        self.classifier = nn.Linear(sum(self.pooled_dims.values()), num_classes)
 
     def forward(self, feats: dict[str, EncoderOutput], targets: torch.Tensor | None = None) -> FusionOutput:
         pooled = self.pooled(feats, self.presence(feats))

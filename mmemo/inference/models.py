@@ -25,8 +25,9 @@ CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 class ScoringModel(abc.ABC):
     """Encoders and a head: ``logits(feats)`` for any modality subset, whole clips or windows.
 
-    ``needs_frames`` is False when the head mean-pools each modality first; then a window of
-    frames can be passed as its mean (a length-1 sequence), which gives the same logits.
+    ``needs_frames`` is False when the head pools each modality first; then a window of frames
+    can be passed as its moments (``EncoderOutput.moments``: mean and mean of squares), which
+    gives the same logits.
     """
 
     classes: list[str]
@@ -76,6 +77,8 @@ class Emotion2vecHeadModel(ScoringModel):
 
     def logits(self, feats: dict[str, EncoderOutput], batch: dict | None = None) -> torch.Tensor:
         speech = feats["speech"]
+        if speech.moments:  # a window's moments: funasr's head reads only the mean
+            return self.encoder.classify(speech.frames[:, :1], speech.mask[:, :1])
         return self.encoder.classify(speech.frames, speech.mask)
 
 

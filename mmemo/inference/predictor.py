@@ -46,7 +46,7 @@ from mmemo.inference.timeline import (
     frame_times,
     merge_segments,
     softmax,
-    window_means,
+    window_moments,
     window_sequences,
 )
 
@@ -416,15 +416,16 @@ class Predictor:
         chunks = []
         rows_per_chunk = max(1, self.window_rows if not self.model.needs_frames
                              else self.window_rows * 32 // max(smooth, 32))
-        means = None if self.model.needs_frames else window_means(frames, smooth)
+        summaries = None if self.model.needs_frames else window_moments(frames, smooth)
         for begin in range(0, count, rows_per_chunk):
             rows = slice(begin, min(count, begin + rows_per_chunk))
-            if means is not None:
-                window = means[rows][:, None, :]
+            if summaries is not None:  # a pooling head reads only each window's moments
+                window = summaries[rows]
                 mask = torch.ones(window.shape[:2], dtype=torch.bool, device=window.device)
+                window_feats = {"speech": EncoderOutput(window, mask, moments=True)}
             else:
                 window, mask = window_sequences(frames, smooth, rows)
-            window_feats = {"speech": EncoderOutput(window, mask)}
+                window_feats = {"speech": EncoderOutput(window, mask)}
             if text is not None:
                 size = window.shape[0]
                 window_feats["text"] = EncoderOutput(text.frames[row: row + 1].expand(size, -1, -1),

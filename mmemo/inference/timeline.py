@@ -85,6 +85,11 @@ def window_means(frames: torch.Tensor, smooth: int) -> torch.Tensor:
     return (sums / (stops_t - starts_t).to(torch.float64)[:, None]).to(frames.dtype)
 
 
+def window_moments(frames: torch.Tensor, smooth: int) -> torch.Tensor:
+    """Each frame's window as the moments a pooling head reads: [T,D] -> [T,2,D] (mean, mean of squares)."""
+    return torch.stack([window_means(frames, smooth), window_means(frames.float() ** 2, smooth).to(frames.dtype)], 1)
+
+
 def window_sequences(frames: torch.Tensor, smooth: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
     """The windows of frames ``rows`` as padded sequences: [R,smooth,D] and a mask [R,smooth].
 

@@ -28,6 +28,9 @@ from mmemo.training.errors import NonFiniteScoresError
 
 log = logging.getLogger(__name__)
 
+#: 2: fusion heads standardise their inputs and pool mean + std by default (issue 13); checkpoints
+#: without the field are format 1 and are rebuilt with the options they were trained with.
+HEAD_FORMAT = 2
 #: Which batch fields feed each modality's encoder.
 MODALITY_INPUTS = {"speech": ("audio", "audio_mask"), "text": ("text",)}
 
@@ -112,6 +115,8 @@ class EmotionClassifier(L.LightningModule):
             if cached is not None:
                 outputs[modality] = encoder.from_features(cached, batch[f"{modality}_features_mask"],
                                                           batch.get(f"{modality}_features_stride", 1))
+                if batch.get(f"{modality}_features_moments"):
+                    outputs[modality] = replace(outputs[modality], moments=True)
             elif all(batch.get(field) is not None for field in MODALITY_INPUTS[modality]):
                 outputs[modality] = encoder(*(batch[field] for field in MODALITY_INPUTS[modality]))
         if "text" in outputs:
@@ -281,6 +286,7 @@ class EmotionClassifier(L.LightningModule):
         checkpoint["mmemo_classes"] = self.classes
         checkpoint["mmemo_model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["mmemo_run_config"] = self.run_config
+        checkpoint["mmemo_head_format"] = HEAD_FORMAT
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         expected = set(self.state_dict()) - self._external_keys()
@@ -316,7 +322,10 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     checkpoint = read_checkpoint(path, map_location)
     try:
-        model = model_class(checkpoint.get("mmemo_model_class"))(**checkpoint["hyper_parameters"])
+        hparams = checkpoint["hyper_parameters"]
+        if checkpoint.get("mmemo_head_format", 1) < HEAD_FORMAT:
+            hparams = legacy_head_options(hparams)
+        model = model_class(checkpoint.get("mmemo_model_class"))(**hparams)
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"], strict=False)
     except OSError:
@@ -326,6 +335,17 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
                                     f"{str(error)[:300]})") from None
     model.run_config = checkpoint.get("mmemo_run_config") or {}
     return model.eval()
+
+
+def legacy_head_options(hparams: dict) -> dict:
+    """Checkpoints written before heads standardised and pooled mean+std (head format 1) rebuild as trained."""
+    fusion = hparams.get("fusion")
+    if not isinstance(fusion, dict) or "name" not in fusion:
+        return hparams
+    from mmemo.fusion.base import head_needs_frames
+
+    old = {"normalize": False} if head_needs_frames(fusion["name"]) else {"normalize": False, "pooling": "mean"}
+    return {**hparams, "fusion": {**fusion, **old}}
 
 
 def model_class(qualified: str | None) -> type[EmotionClassifier]:

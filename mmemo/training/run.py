@@ -81,13 +81,14 @@ def build_encoder(spec: dict):
 
 
 def attach_feature_cache(datamodule, encoders: dict, features_cfg, head: str | None = None,
-                         frame_stride: dict | None = None) -> dict:
+                         frame_stride: dict | None = None, pooling: str = "mean") -> dict:
     """With ``features.cache=auto``, serve every frozen encoder from its feature store.
 
-    When the fusion ``head`` only mean-pools each modality, features are served
-    pooled once per utterance instead of as frames (same result, much less work);
-    when it first averages frames in windows (``frame_stride``), they are served
-    in those windows.
+    When the fusion ``head`` pools each modality first, features are served as each
+    utterance's moments (mean and mean of squares) instead of as frames (same result, much
+    less work) - except for a learned layer mix with ``pooling=mean_std``, whose std needs the
+    mixed frames; when the head first averages frames in windows (``frame_stride``), they are
+    served in those windows.
     """
     import torch
 
@@ -104,7 +105,8 @@ def attach_feature_cache(datamodule, encoders: dict, features_cfg, head: str | N
         device = "cuda" if torch.cuda.is_available() else "cpu"
     sources = {m: FeatureSource(m, encoder, open_store(encoder, options["dir"], options["storage"], options["dtype"]))
                for m, encoder in encoders.items() if encoder.frozen}
-    pooled = head is not None and not head_needs_frames(head)
+    mixed = any(getattr(e, "mixer", None) is not None for e in encoders.values())
+    pooled = head is not None and not head_needs_frames(head) and not (mixed and pooling == "mean_std")
     datamodule.use_features(sources, batch_size=int(options["batch_size"]), device=device, pooled=pooled,
                             frame_stride=None if pooled else dict(frame_stride or {}))
     for modality, source in sources.items():
@@ -175,7 +177,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data, use_audio=speech is not None, use_text=needs_text)
     head = None if generating else cfg.model.fusion.get("name", "concat")
     attach_feature_cache(datamodule, encoders, cfg.get("features"), head=head,
-                         frame_stride=None if generating else cfg.model.fusion.get("frame_stride"))
+                         frame_stride=None if generating else cfg.model.fusion.get("frame_stride"),
+                         pooling=cfg.model.fusion.get("pooling", "mean_std"))
     datamodule.setup("fit")
     train_counts = Counter(e.label for e in datamodule.datasets["train"].examples)
     common = dict(classes=list(datamodule.classes), speech=speech, optim=_container(cfg.model.get("optim")),

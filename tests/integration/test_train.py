@@ -78,7 +78,51 @@ def test_any_emobox_layout_corpus_trains_with_data_manifest(user_corpus, tiny_ov
     result, out = run(["data=manifest", f"data.root={user_corpus}", "data.fold=2", *overrides, *modality,
                        "trainer.max_epochs=1"], tmp_path)
     assert result["meta"]["dataset"] == "my_corpus" and result["meta"]["fold"] == 2
+    assert result["meta"]["config"]["data"]["name"] == "my_corpus"  # named after its folder, never None
     assert 0.0 <= result["test"]["UA"] <= 1.0 and (out / "metrics.json").is_file()
+
+
+def test_a_run_records_which_files_it_used(user_corpus, tiny_overrides, tmp_path):
+    import hashlib
+
+    overrides = [o for o in tiny_overrides if not o.startswith(("data.root", "data.synthesize"))]
+    base = ["data=manifest", f"data.root={user_corpus}", *overrides, "model/text=none", "trainer.max_epochs=1"]
+    first, out = run(base, tmp_path, "first")
+    data = json.loads((out / "metrics.json").read_text())["meta"]["data"]
+    assert data["utterances"] == sum(first["meta"]["split_sizes"].values())
+    assert len(data["manifest_sha256"]) == len(data["audio_sha256"]) == 64
+    rows = [line.split("\t") for line in (out / "data_files.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == data["utterances"] and {r[0] for r in rows} == {"train", "valid", "test"}
+    split, key, audio, _, _, digest = rows[0]
+    assert digest == hashlib.sha1(open(audio, "rb").read()).hexdigest()
+    again, out_again = run(base, tmp_path, "again")  # the same files: the same hashes
+    assert json.loads((out_again / "metrics.json").read_text())["meta"]["data"]["audio_sha256"] == data["audio_sha256"]
+    wav = next((user_corpus / "audio").rglob("*.wav"))  # one changed recording changes the audio hash only
+    wav.write_bytes(wav.read_bytes()[:-2] + b"\x01\x02")
+    changed, out_changed = run(base, tmp_path, "changed")
+    changed_data = json.loads((out_changed / "metrics.json").read_text())["meta"]["data"]
+    assert changed_data["audio_sha256"] != data["audio_sha256"]
+    assert changed_data["manifest_sha256"] == data["manifest_sha256"]
+
+
+def test_checkpoints_from_before_head_standardisation_load_as_trained(tiny_overrides, tmp_path):
+    """A head-format-1 checkpoint (no normalisation, mean pooling) rebuilds exactly as it was trained."""
+    from mmemo.training.module import load_classifier
+
+    result, out = run([*tiny_overrides, "model/text=none", "trainer.max_epochs=1", "model.fusion.normalize=false",
+                       "model.fusion.pooling=mean"], tmp_path)
+    checkpoint = torch.load(out / "checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    del checkpoint["mmemo_head_format"]
+    for key in ("normalize", "pooling"):  # what an old config held
+        del checkpoint["hyper_parameters"]["fusion"][key]
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    model, new = load_classifier(old), load_classifier(out / "checkpoints/best.ckpt")
+    assert model.head.standardize is None and model.head.pooling == "mean"
+    wav = torch.randn(2, 16000) * 0.1
+    batch = {"audio": wav, "audio_mask": torch.ones_like(wav, dtype=torch.bool)}
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch).logits, new(batch).logits)
 
 
 def test_cli_train_runs_through_hydra(user_corpus, tiny_bert_dir, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -192,10 +193,17 @@ def test_pooled_serving_gives_a_pooling_head_the_same_input(tiny_corpus, tmp_pat
         batch = collate([module.datasets["test"][i] for i in items])
         from mmemo.encoders.base import EncoderOutput
 
+        feats = {"speech": EncoderOutput(batch["speech_features"], batch["speech_features_mask"],
+                                         moments=batch.get("speech_features_moments", False))}
         with torch.no_grad():
-            outputs.append(head({"speech": EncoderOutput(batch["speech_features"], batch["speech_features_mask"])}).logits)
-    assert collate([pooled_module.datasets["test"][0]])["speech_features"].shape[1] == 1
-    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-5)
+            outputs.append(head(feats).logits)
+            training = copy.deepcopy(head).train()  # standardised with the batch's own statistics: the same too
+            torch.manual_seed(1)  # the same dropout draws
+            outputs.append(training(feats).logits)
+    pooled = collate([pooled_module.datasets["test"][0]])
+    assert pooled["speech_features"].shape[1] == 2 and pooled["speech_features_moments"]  # mean, mean of squares
+    torch.testing.assert_close(outputs[0], outputs[2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outputs[1], outputs[3], atol=1e-4, rtol=1e-4)
 
 
 def test_windowed_serving_gives_cross_attention_the_same_input(tiny_corpus, tmp_path):

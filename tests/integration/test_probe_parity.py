@@ -1,0 +1,79 @@
+"""mmemo's heads against the linear probe on the same frozen features (the demo corpus, 5 folds).
+
+The probe is the baseline of SSL papers: a logistic regression (C picked on the validation
+speakers) on every modality's standardised mean and std over frames. ``linear`` is that probe
+trained the mmemo way, so the two must agree; a fusion head's default that loses to it would
+mean the head wastes what the encoders give (which they did, by 4-20 points, before heads
+standardised their inputs: docs/decisions.md, issue 13).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from mmemo.config import compose
+from mmemo.training.run import train
+
+FOLDS = (1, 2, 3, 4, 5)
+ENCODERS = ["model/speech=whisper_tiny_en", "model.speech.layer=2"]  # experiment=fusion_comparison's encoders
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The full demo corpus (1,000 utterances, 10 voices, 5 speaker-independent folds) and a shared cache."""
+    from mmemo.data.synthetic import synthesize_corpus
+
+    root = tmp_path_factory.mktemp("parity")
+    return {"corpus": synthesize_corpus(root / "demo", seed=13), "root": root}
+
+
+def test_ua(demo, overrides: list[str], fold: int, name: str) -> float:
+    root = demo["root"]
+    cfg = compose("train", [f"data.root={demo['corpus']}", "data.synthesize_if_missing=false", f"data.fold={fold}",
+                            *ENCODERS, "logger=csv", "callbacks.progress_bar.refresh_rate=0",
+                            f"paths.root_dir={root}", f"features.dir={root}/cache", *overrides],
+                  output_dir=str(root / name / f"fold{fold}"))
+    return 100 * train(cfg)["test"]["UA"]
+
+
+test_ua.__test__ = False  # a helper, not a test
+
+
+def mean_ua(demo, overrides: list[str], name: str) -> float:
+    return statistics.mean(test_ua(demo, overrides, fold, name) for fold in FOLDS)
+
+
+@pytest.fixture(scope="module")
+def probe(demo) -> dict[str, float]:
+    return {modalities: mean_ua(demo, ["experiment=classical_baseline", "classical.features=encoders",
+                                       "classical.classifier=logistic_regression", f"modalities={modalities}"],
+                                f"probe-{modalities}")
+            for modalities in ("speech", "both")}
+
+
+@pytest.mark.parametrize("modalities", ["speech", "both"])
+def test_the_linear_head_matches_the_logistic_regression_probe(demo, probe, modalities):
+    linear = mean_ua(demo, ["model/fusion=linear", f"modalities={modalities}"], f"linear-{modalities}")
+    assert abs(linear - probe[modalities]) <= 1.0, (linear, probe[modalities])
+
+
+@pytest.mark.parametrize("head", ["concat", pytest.param("late", marks=pytest.mark.slow),
+                                  pytest.param("gated", marks=pytest.mark.slow),
+                                  pytest.param("joint_embedding", marks=pytest.mark.slow)])
+def test_pooling_heads_are_at_least_as_good_as_the_probe(demo, probe, head):
+    """concat (the default head) in the default suite; the others with pytest -m slow (about 1 minute each)."""
+    for modalities in ("speech", "both"):
+        ua = mean_ua(demo, [f"model/fusion={head}", f"modalities={modalities}", "model.modality_dropout=0.1"],
+                     f"{head}-{modalities}")
+        assert ua >= probe[modalities], (head, modalities, ua, probe[modalities])
+
+
+@pytest.mark.slow
+def test_cross_attention_is_at_least_as_good_as_the_probe(demo, probe):
+    """Frame-level: about 10 minutes on 2 cores (pytest -m slow)."""
+    for modalities in ("speech", "both"):
+        ua = mean_ua(demo, ["model/fusion=cross_attention", f"modalities={modalities}", "model.modality_dropout=0.1"],
+                     f"cross_attention-{modalities}")
+        assert ua >= probe[modalities], (modalities, ua, probe[modalities])
