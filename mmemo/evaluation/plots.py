@@ -62,3 +62,35 @@ def bar_chart(groups: Sequence[str], series: dict[str, Sequence[tuple[float, flo
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def table_chart(table, path: str | Path, *, metric: str = "UA", chance: float | None = None) -> Path:
+    """One horizontal bar per row of a :class:`~mmemo.evaluation.tables.Table` (its first column):
+    this study's rows with mean ± std over folds, cited rows hatched and grey, so the eye never
+    mixes a reproduced number with a copied one."""
+    column = table.columns[0]
+    rows = list(table.rows)
+    figure, axis = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6))
+    for index, row in enumerate(rows):
+        cell, cited = table.cells.get((row, column)), table.cited.get((row, column))
+        if cell is not None:
+            mean, std = cell.mean_std(metric)
+            axis.barh(index, mean, xerr=std, capsize=3, color="#3b6fb6")
+            axis.text(mean + std + 0.8, index, f"{mean:.1f}", va="center", fontsize=7)
+        elif cited is not None and metric in cited.values:
+            axis.barh(index, cited.values[metric], color="#cccccc", hatch="//", edgecolor="#888888")
+            axis.text(cited.values[metric] + 0.8, index, f"{cited.values[metric]:.1f} (cited)", va="center", fontsize=7)
+    if chance is not None:
+        axis.axvline(chance, color="grey", linestyle=":", label="chance")
+        axis.legend(fontsize=8, loc="lower right")
+    axis.set_yticks(range(len(rows)), rows, fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlim(0, 100)
+    axis.set_xlabel(f"test {metric} % (this study: mean ± std over folds; hatched: cited)")
+    if table.title:
+        axis.set_title(table.title, fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -7,6 +7,12 @@ runs' test metrics over folds and seeds. When a cell lacks some of the folds or
 seeds that other cells of the table have, it is marked with ``†`` and the
 missing (fold, seed) pairs are listed under the table, so a mean over four
 folds is never silently presented as a mean over five.
+
+**Cited rows.** Published results can sit in the same table (``cited=``, ``mmemo table
+--cited FILE.csv``): a CSV with ``row, column`` and metric columns in percent (``UA, WA,
+macro_F1``) plus ``source``; lines starting with ``#`` hold the full citation. Every row of
+the table then says where it comes from: *this study* (with its runs) or *cited* (the source),
+so a reader never mistakes a copied number for a reproduced one.
 """
 
 from __future__ import annotations
@@ -74,24 +80,73 @@ class Cell:
 
 
 @dataclass
+class Cited:
+    """A published result: metric -> value in percent, and where it was published."""
+
+    values: dict[str, float]
+    source: str
+
+
+@dataclass
 class Table:
-    """rows × columns of cells; each cell holds the metrics of its runs."""
+    """rows × columns of cells; each cell holds the metrics of its runs (or a cited result)."""
 
     title: str
     rows: list[str]
     columns: list[str]
     metrics: list[str]
     cells: dict[tuple[str, str], Cell]
+    cited: dict[tuple[str, str], Cited] = field(default_factory=dict)
+    citations: list[str] = field(default_factory=list)
+
+    def source(self, row: str) -> str:
+        """``this study (n runs)`` or ``cited: <source>`` for a row."""
+        ours = [cell for (r, _), cell in self.cells.items() if r == row]
+        if ours:
+            return f"this study ({sum(len(cell.pairs) for cell in ours)} runs)"
+        sources = sorted({c.source for (r, _), c in self.cited.items() if r == row})
+        return "cited: " + "; ".join(sources)
 
     @property
     def flagged(self) -> list[tuple[str, str, list[tuple]]]:
         return [(r, c, cell.missing) for (r, c), cell in self.cells.items() if cell.missing]
 
 
+def load_cited(path: str | Path) -> tuple[dict[tuple[str, str], Cited], list[str]]:
+    """Published results from a CSV (module docstring), and its ``#`` citation lines."""
+    from mmemo.textfiles import read_text
+
+    path = Path(path)
+    lines = read_text(path, max_bytes=1 << 20).splitlines()
+    citations = [line.lstrip("#").strip() for line in lines if line.startswith("#") and line.lstrip("#").strip()]
+    reader = csv.DictReader(line for line in lines if line.strip() and not line.startswith("#"))
+    cited: dict[tuple[str, str], Cited] = {}
+    for number, entry in enumerate(reader, start=2 + len(citations)):
+        if not entry.get("row") or not entry.get("source"):
+            raise ValueError(f"{path}:{number}: a cited row needs 'row' and 'source'")
+        values = {}
+        for metric in METRIC_LABELS:
+            text = (entry.get(metric) or "").strip()
+            if text:
+                try:
+                    values[metric] = float(text)
+                except ValueError:
+                    raise ValueError(f"{path}:{number}: {metric} must be a number in percent, got {text!r}") from None
+                if not 0 <= values[metric] <= 100:
+                    raise ValueError(f"{path}:{number}: {metric} {text} is not a percentage")
+        cited[(entry["row"], entry.get("column") or "")] = Cited(values, entry["source"])
+    return cited, citations
+
+
 def build_table(runs: Sequence[Run], *, row: Callable[[Run], str], column: Callable[[Run], str],
                 metrics: Sequence[str] = ("UA", "WA", "macro_F1"), title: str = "",
-                row_order: Sequence[str] | None = None, column_order: Sequence[str] | None = None) -> Table:
-    """Group runs into cells; a cell's expected (fold, seed) pairs are those of its column."""
+                row_order: Sequence[str] | None = None, column_order: Sequence[str] | None = None,
+                cited: Sequence[str | Path] = ()) -> Table:
+    """Group runs into cells; a cell's expected (fold, seed) pairs are those of its column.
+
+    ``cited``: CSV files of published results (:func:`load_cited`) shown in the same table;
+    a cited row with an empty column goes in every column of the table.
+    """
     cells: dict[tuple[str, str], Cell] = {}
     expected: dict[str, set[tuple]] = {}
     for run in runs:
@@ -106,9 +161,19 @@ def build_table(runs: Sequence[Run], *, row: Callable[[Run], str], column: Calla
         expected.setdefault(key[1], set()).add(pair)
     for (r, c), cell in cells.items():
         cell.missing = sorted(expected[c] - cell.pairs, key=str)
-    rows = _ordered({r for r, _ in cells}, row_order)
     columns = _ordered({c for _, c in cells}, column_order)
-    return Table(title, rows, columns, list(metrics), cells)
+    published: dict[tuple[str, str], Cited] = {}
+    citations: list[str] = []
+    for path in cited:
+        found, notes = load_cited(path)
+        citations += notes
+        for (r, c), entry in found.items():
+            for column_name in ([c] if c else columns or [""]):
+                published[(r, column_name)] = entry
+    columns = _ordered({c for _, c in cells} | {c for _, c in published}, column_order)
+    rows = _ordered({r for r, _ in cells}, row_order) + \
+        _ordered({r for r, _ in published} - {r for r, _ in cells}, row_order)
+    return Table(title, rows, columns, list(metrics), cells, published, citations)
 
 
 def _ordered(found: set[str], preferred: Sequence[str] | None) -> list[str]:
@@ -132,7 +197,15 @@ def _headers(table: Table) -> list[str]:
 
 
 def _row_cells(table: Table, row: str, latex: bool = False) -> list[str]:
-    return [_cell_text(table.cells.get((row, c)), m, latex) for c in table.columns for m in table.metrics]
+    out = []
+    for c in table.columns:
+        for m in table.metrics:
+            cited = table.cited.get((row, c))
+            if (row, c) not in table.cells and cited is not None:
+                out.append(f"{cited.values[m]:.2f}" if m in cited.values else "–")
+            else:
+                out.append(_cell_text(table.cells.get((row, c)), m, latex))
+    return out
 
 
 def _footnotes(table: Table) -> list[str]:
@@ -145,21 +218,27 @@ def _footnotes(table: Table) -> list[str]:
 
 def to_markdown(table: Table) -> str:
     counts = {len(cell.pairs) for cell in table.cells.values()}
+    headers = _headers(table) + (["source"] if table.cited else [])
     lines = [f"{table.title}" if table.title else "", "",
-             "| | " + " | ".join(_headers(table)) + " |", "|---|" + "---|" * len(_headers(table))]
+             "| | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
     for row in table.rows:
-        lines.append(f"| {row} | " + " | ".join(_row_cells(table, row)) + " |")
+        source = [table.source(row)] if table.cited else []
+        lines.append(f"| {row} | " + " | ".join(_row_cells(table, row) + source) + " |")
     lines += ["", f"Test mean ± std (%) over folds × seeds; runs per cell: {sorted(counts)}."]
+    if table.cited:
+        lines += ["Cited rows are copied from their publication (a single published figure, no ± here), "
+                  "not reproduced by this study:"] + [f"- {citation}" for citation in table.citations]
     lines += _footnotes(table)
     return "\n".join(line for line in lines if line is not None).strip() + "\n"
 
 
 def to_latex(table: Table) -> str:
-    headers = _headers(table)
+    headers = _headers(table) + (["source"] if table.cited else [])
     lines = [r"\begin{tabular}{l" + "c" * len(headers) + "}", r"\toprule",
              " & " + " & ".join(h.replace("_", r"\_") for h in headers) + r" \\", r"\midrule"]
     for row in table.rows:
-        lines.append(row.replace("_", r"\_") + " & " + " & ".join(_row_cells(table, row, latex=True)) + r" \\")
+        source = [table.source(row).replace("_", r"\_")] if table.cited else []
+        lines.append(row.replace("_", r"\_") + " & " + " & ".join(_row_cells(table, row, latex=True) + source) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     notes = _footnotes(table)
     if notes:
@@ -170,16 +249,24 @@ def to_latex(table: Table) -> str:
 def to_csv(table: Table) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["row", "column", "metric", "mean", "std", "runs", "missing"])
+    writer.writerow(["row", "column", "metric", "mean", "std", "runs", "missing", "source"])
     for row in table.rows:
         for column in table.columns:
             cell = table.cells.get((row, column))
+            cited = table.cited.get((row, column))
+            if cell is None and cited is not None:
+                for metric in table.metrics:
+                    if metric in cited.values:
+                        writer.writerow([row, column, metric, f"{cited.values[metric]:.4f}", "", "", "",
+                                         f"cited: {cited.source}"])
+                continue
             if cell is None:
                 continue
             for metric in table.metrics:
                 mean, std = cell.mean_std(metric)
                 missing = ";".join(f"fold{f}/seed{s}" for f, s in cell.missing)
-                writer.writerow([row, column, metric, f"{mean:.4f}", f"{std:.4f}", len(cell.pairs), missing])
+                writer.writerow([row, column, metric, f"{mean:.4f}", f"{std:.4f}", len(cell.pairs), missing,
+                                 "this study"])
     return buffer.getvalue()
 
 

@@ -10,14 +10,17 @@ from conftest import TINY_SPECTRAL
 from mmemo.config import compose, config_dir
 from mmemo.training.run import train
 
-EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+#: Top-level experiments and the arms of multi-arm studies (experiment/<study>/<arm>.yaml; common.yaml is shared).
+EXPERIMENTS = sorted(p.relative_to(config_dir() / "experiment").with_suffix("").as_posix()
+                     for p in (config_dir() / "experiment").rglob("*.yaml") if p.stem != "common")
 
 
 def test_every_experiment_has_a_study_folder():
     studies = Path(config_dir()).parent / "experiments"
     assert EXPERIMENTS, "no experiment configs found"
     for name in EXPERIMENTS:
-        assert (studies / name / "README.md").is_file(), f"experiments/{name}/README.md is missing"
+        study = name.split("/")[0]
+        assert (studies / study / "README.md").is_file(), f"experiments/{study}/README.md is missing"
 
 
 def speech_overrides(experiment: str, tiny_whisper_pt, tiny_e2v_dir) -> list[str]:

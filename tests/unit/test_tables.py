@@ -84,3 +84,46 @@ def test_runs_can_come_from_a_wandb_project():
     assert [r.fold for r in runs] == [1, 2] and runs[0].dataset == "iemocap"
     table = build_table(runs, row=lambda r: r.config["model"]["speech"]["name"], column=lambda r: r.dataset)
     assert table.cells[("e2v", "iemocap")].mean_std("UA")[0] == pytest.approx(75.0)
+
+
+def test_cited_rows_sit_beside_this_studys_rows_and_say_so(runs, tmp_path):
+    cited = tmp_path / "published.csv"
+    cited.write_text("# Someone et al. (2024), Table 4.\nrow,column,UA,WA,macro_F1,source\n"
+                     "paper model,iemocap,71.5,72.0,70.9,\"Someone (2024), Table 4\"\n"
+                     "paper model everywhere,,50.0,,,\"Other (2023)\"\n")
+    table = build_table(runs, row=lambda r: r.config["model"]["name"], column=lambda r: r.dataset, cited=[cited])
+    assert table.rows == ["fused", "speech", "paper model", "paper model everywhere"]  # ours first
+    assert table.source("fused") == "this study (5 runs)" and table.source("paper model") == "cited: Someone (2024), Table 4"
+    text = to_markdown(table)
+    assert "| paper model | 71.50 | 72.00 | 70.90 | – | – | – | cited: Someone (2024), Table 4 |" in text
+    assert "| paper model everywhere | 50.00 | – | – | 50.00 | – | – | cited: Other (2023) |" in text
+    assert "- Someone et al. (2024), Table 4." in text and "not reproduced by this study" in text
+    rows = to_csv(table).splitlines()
+    assert "paper model,iemocap,UA,71.5000,,,,\"cited: Someone (2024), Table 4\"" in rows
+    assert any(r.startswith("fused,iemocap,UA,64.0000,4.0000,3,,this study") for r in rows)
+    assert "cited: Someone" in to_latex(table)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("row,column,UA,source\nx,d,seventy,s\n", "UA must be a number"),
+    ("row,column,UA,source\nx,d,170,s\n", "is not a percentage"),
+    ("row,column,UA,source\n,d,70,s\n", "needs 'row' and 'source'"),
+])
+def test_bad_cited_files_name_file_and_line(tmp_path, content, problem):
+    from mmemo.evaluation.tables import load_cited
+
+    path = tmp_path / "cited.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=rf"cited.csv:2: .*{problem}"):
+        load_cited(path)
+
+
+def test_table_chart_draws_ours_and_cited_rows(runs, tmp_path):
+    from mmemo.evaluation.plots import table_chart
+
+    cited = tmp_path / "published.csv"
+    cited.write_text("row,column,UA,source\npaper model,iemocap,71.5,paper\n")
+    table = build_table([r for r in runs if r.dataset == "iemocap"], row=lambda r: r.config["model"]["name"],
+                        column=lambda r: r.dataset, cited=[cited])
+    path = table_chart(table, tmp_path / "chart.png", chance=25.0)
+    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"

@@ -106,12 +106,23 @@ class AudioPaths:
         return found.relative_to(self.root).as_posix()
 
 
-def rewrite_wavs(source: Path, target: Path, new_wavs: dict[str, str]) -> int:
-    """Copy a jsonl file, replacing the ``wav`` of the lines in ``new_wavs`` (EmoBox's kept as ``emobox_wav``).
+#: Fields a corpus's file names give that EmoBox's lines lack: dataset -> (wav path -> fields).
+def derived_fields(dataset: str, wav: str) -> dict[str, str]:
+    if dataset == "ravdess":
+        from mmemo.data.corpora.ravdess import transcript_of
+
+        text = transcript_of(wav)
+        return {"text": text} if text else {}
+    return {}
+
+
+def rewrite_wavs(source: Path, target: Path, new_wavs: dict[str, str], dataset: str = "") -> int:
+    """Copy a jsonl file, replacing the ``wav`` of the lines in ``new_wavs`` (EmoBox's kept as ``emobox_wav``)
+    and adding fields the corpus's file names give (:func:`derived_fields`, e.g. RAVDESS's statement).
 
     Every other line is copied byte for byte; returns how many lines were rewritten.
     """
-    if not new_wavs:
+    if not new_wavs and not derived_fields(dataset, "03-01-01-01-01-01-01.wav"):
         shutil.copyfile(source, target)
         return 0
     rewritten = 0
@@ -123,16 +134,19 @@ def rewrite_wavs(source: Path, target: Path, new_wavs: dict[str, str]) -> int:
             except (UnicodeDecodeError, ValueError):
                 row = None
             wav = row.get("wav") if isinstance(row, dict) else None
-            if not isinstance(wav, str) or wav not in new_wavs:
+            added = {k: v for k, v in derived_fields(dataset, wav).items() if k not in row} if isinstance(wav, str) \
+                else {}
+            if not isinstance(wav, str) or (wav not in new_wavs and not added):
                 writer.write(raw)
                 continue
             line: dict[str, Any] = {}
             for name, value in row.items():
-                line[name] = new_wavs[wav] if name == "wav" else value
-                if name == "wav":
+                line[name] = new_wavs.get(wav, wav) if name == "wav" else value
+                if name == "wav" and wav in new_wavs:
                     line["emobox_wav"] = wav
+            line.update(added)
             writer.write(json.dumps(line, ensure_ascii=False).encode("utf-8") + raw[len(body):])
-            rewritten += 1
+            rewritten += wav in new_wavs
     return rewritten
 
 
@@ -231,13 +245,13 @@ class EmoboxAdapter(Adapter):
             for path in by_split.values():
                 target = out / f"fold_{k}" / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                rewritten += rewrite_wavs(path, target, new_wavs)
+                rewritten += rewrite_wavs(path, target, new_wavs, dataset)
                 copied.append(target)
         extras = {}
         for name in (LABEL_MAP_FILE, STM_FILE, f"{dataset}.jsonl", "corpus.cfg"):
             if (root / name).is_file():
                 if name.endswith(".jsonl"):
-                    rewrite_wavs(root / name, out / name, new_wavs)
+                    rewrite_wavs(root / name, out / name, new_wavs, dataset)
                 else:
                     shutil.copyfile(root / name, out / name)
                 extras[name] = out / name
@@ -281,6 +295,9 @@ class EmoboxAdapter(Adapter):
         raw = Counter(u.emo for u in everything.values())
         speakers = sorted({u.speaker for u in everything.values() if u.speaker})
         notes = []
+        if derived_fields(dataset, "03-01-01-01-01-01-01.wav"):
+            notes.append(f"EmoBox's {dataset} lines have no transcript; 'text' was added from each file's name "
+                         "(the statement it speaks), so a text branch can run as a control")
         if dataset == "iemocap":
             notes.append("EmoBox's stm tags each IEMOCAP utterance with its dialog's prefix (Ses01F also for "
                          "Ses01F_impro01_M000), not its actual speaker; the session folds are still "

@@ -28,6 +28,16 @@ _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")   # th
 _ACTOR_DIR = re.compile(r"^Actor_(\d\d)$")
 
 
+def transcript_of(name: str) -> str | None:
+    """The statement a RAVDESS file (``03-01-EE-II-SS-RR-AA`` with any suffix) speaks, or None.
+
+    EmoBox's RAVDESS fold files carry no text; ``mmemo data prepare emobox`` adds it from the
+    names, so a text branch (a control: the two statements carry no emotion) can run on them.
+    """
+    parts = Path(name).name.split(".")[0].split("-")
+    return STATEMENTS.get(parts[4]) if len(parts) == 7 and all(p.isdigit() for p in parts) else None
+
+
 class RavdessAdapter(Adapter):
     name = "ravdess"
     title = "RAVDESS"
