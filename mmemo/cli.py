@@ -8,47 +8,39 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from mmemo.data.audio import SILENCE_DBFS, AudioError, UnusableAudioError
-from mmemo.config import ConfigError
-from mmemo.data.manifest import ManifestError
-from mmemo.textfiles import TextFileError
-from mmemo.training.checkpoints import CheckpointError
-from mmemo.training.errors import NonFiniteScoresError
+from mmemo.arguments import add_options, finite_float, from_options
+from mmemo.errors import InvalidInput, MissingInput, UserError, debugging
 
 log = logging.getLogger("mmemo")
-#: Errors caused by the user's input: printed as a message, not a traceback.
-USER_ERRORS = (ManifestError, AudioError, UnusableAudioError, FileNotFoundError, FileExistsError, CheckpointError,
-               TextFileError, ConfigError, NonFiniteScoresError)
+#: What a user can fix: printed as one message (exit status 2), not a traceback, by every command.
+#: ``OSError``s that name a path the user gave are theirs too; ``NotImplementedError`` names an unbuilt part.
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+               NotADirectoryError, NotImplementedError)
 
 
-def finite_float(text: str) -> float:
-    """argparse type: a float that is a number (``nan``, ``inf`` and ``1e999`` are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+def report_user_error(error: BaseException, *, logged: bool = False) -> None:
+    """The one way every command ends on a user error (``MMEMO_DEBUG=1``: the traceback instead).
+
+    ``logged``: inside a Hydra job the message goes through logging, so it also lands in the run's log file.
+    """
+    if debugging():
+        raise error
+    if logged:
+        log.error("%s", error)
+    else:
+        print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
-def optional_dbfs(text: str) -> float | None:
-    """argparse type for a silence threshold: a level in dBFS, or ``none`` to turn the check off."""
-    return None if text.lower() in ("none", "null", "off") else finite_float(text)
-
-
-def _run_hydra(config_name: str, task: Callable, argv: list[str]) -> None:
+def _run_hydra(config_name: str, argv: list[str]) -> None:
+    """Compose the config from the command line (all of Hydra's features) and run its recipe."""
     import hydra
 
-    from mmemo.config import config_dir, register_resolvers
-
-    from mmemo.config import check_finite
+    from mmemo.config import check_finite, config_dir, register_resolvers
+    from mmemo.recipes import run_config
 
     register_resolvers()
 
@@ -56,27 +48,20 @@ def _run_hydra(config_name: str, task: Callable, argv: list[str]) -> None:
     def main(cfg):
         try:
             check_finite(cfg)
-            return task(cfg)
-        except USER_ERRORS as error:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            log.error("%s", error)
-            sys.exit(2)
+            return run_config(cfg)
+        except USER_ERRORS as error:  # inside the job, so a multirun's other jobs are not reported as crashes
+            report_user_error(error, logged=True)
 
     sys.argv = [f"mmemo {config_name}", *argv]
     main()
 
 
 def cmd_train(argv: list[str]) -> None:
-    from mmemo.training.run import train
-
-    _run_hydra("train", train, argv)
+    _run_hydra("train", argv)
 
 
 def cmd_eval(argv: list[str]) -> None:
-    from mmemo.training.run import evaluate
-
-    _run_hydra("eval", evaluate, argv)
+    _run_hydra("eval", argv)
 
 
 def cmd_extract(argv: list[str]) -> None:
@@ -85,12 +70,20 @@ def cmd_extract(argv: list[str]) -> None:
         from mmemo.features.extract import render_store_table
         from mmemo.features.store import list_stores
 
-        root = argv[1] if len(argv) > 1 else os.path.join(os.environ.get("MMEMO_ROOT", "."), "cache", "features")
-        print(render_store_table(list_stores(root)))
+        print(render_store_table(list_stores(argv[1] if len(argv) > 1 else _configured_feature_dir())))
         return
-    from mmemo.features.extract import extract_for_config
+    _run_hydra("train", ["recipe=extract", *argv])
 
-    _run_hydra("train", extract_for_config, argv)
+
+def _configured_feature_dir() -> str:
+    """``features.dir`` of the default config (where ``mmemo train`` caches features)."""
+    from hydra import compose, initialize_config_dir
+
+    from mmemo.config import config_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        return str(compose("train").features.dir)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -131,11 +124,11 @@ def _option_pairs(tokens: list[str]) -> dict[str, str]:
     while index < len(tokens):
         token = tokens[index]
         if not token.startswith("--"):
-            raise ValueError(f"expected an option like --name value, got {token!r}")
+            raise InvalidInput(f"expected an option like --name value, got {token!r}")
         name, _, value = token[2:].partition("=")
         if not value:
             if index + 1 >= len(tokens) or tokens[index + 1].startswith("--"):
-                raise ValueError(f"option {token} needs a value")
+                raise InvalidInput(f"option {token} needs a value")
             index += 1
             value = tokens[index]
         options[name.replace("-", "_")] = value
@@ -144,10 +137,10 @@ def _option_pairs(tokens: list[str]) -> dict[str, str]:
 
 
 def _corpus_options_help() -> str:
-    from mmemo.data.corpora import CORPORA
+    from mmemo.data.corpora import adapters
 
     lines = ["corpus options:"]
-    for name, adapter in sorted(CORPORA.items()):
+    for name, adapter in sorted(adapters().items()):
         lines.append(f"  {name}:")
         lines += [f"    {option.describe()}" for option in adapter.options] or ["    (none)"]
     return "\n".join(lines)
@@ -175,17 +168,9 @@ def cmd_sweep_job(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mmemo.inference.run import DEFAULT_MODEL, predict
+    from mmemo.inference.run import PredictOptions, predict
 
-    try:
-        summary = predict(args.paths, args.model or DEFAULT_MODEL, granularity=args.granularity,
-                          embeddings_dir=args.embeddings, fmt=args.format, out=args.out, batch_size=args.batch_size,
-                          batch_seconds=args.batch_seconds, smooth=args.smooth, max_seconds=args.max_seconds,
-                          audio_root=args.audio_root, device=args.device, progress=not args.no_progress,
-                          use_text=not args.no_text, silence_dbfs=args.silence_dbfs)
-    except (OSError, NotImplementedError) as error:  # e.g. a hub id while offline: a message, not a traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    summary = predict(args.paths, from_options(PredictOptions, args))
     print(summary.render(), file=sys.stderr)
     if summary.failed:
         sys.exit(1)
@@ -195,15 +180,7 @@ def cmd_monitor_serve(args: argparse.Namespace) -> None:
     from mmemo.monitor.service import serve
     from mmemo.monitor.settings import MonitorSettings
 
-    serve(MonitorSettings(
-        model=args.model, device=args.device, compute_dtype=args.compute_dtype, host=args.host, port=args.port, token=args.token,
-        insecure_local=args.insecure_local, db_url=args.db_url, data_dir=args.data_dir, rules=args.rules,
-        watch=args.watch, embeddings=args.embeddings, smooth=args.smooth, max_upload_mb=args.max_upload_mb,
-        max_duration_s=args.max_duration, max_stream_s=args.max_stream, cors_origins=args.cors_origin or [],
-        retention_days=args.retention_days, hash_ids=args.hash_ids, batch_size=args.batch_size,
-        stream_hop_s=args.stream_hop, stream_context_s=args.stream_context, stream_lookahead_s=args.stream_lookahead,
-        silence_dbfs=args.silence_dbfs, max_concurrent_decodes=args.max_concurrent_decodes,
-        webhook_allow_hosts=args.allow_webhook_host or []))
+    serve(from_options(MonitorSettings, args))
 
 
 def _add_monitor_parser(sub) -> None:
@@ -212,43 +189,7 @@ def _add_monitor_parser(sub) -> None:
     monitor = sub.add_parser("monitor", help="emotion monitor service: HTTP/WebSocket API, alert rules, web UI")
     serve = monitor.add_subparsers(dest="monitor_command", required=True).add_parser(
         "serve", help="run the monitor (docs/monitor.md)")
-    serve.add_argument("--model", required=True, help="mmemo checkpoint (.ckpt), FunASR emotion2vec(+) folder or hub id")
-    serve.add_argument("--device", default="cpu")
-    serve.add_argument("--compute-dtype", default=None, dest="compute_dtype", choices=["float32", "bfloat16"],
-                       help="encoder compute dtype for FunASR emotion2vec folders (bfloat16: ~2x faster on CPUs with bf16)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--token", default=None, help="bearer token (default: $MMEMO_MONITOR_TOKEN; prefer the env var)")
-    serve.add_argument("--insecure-local", action="store_true", dest="insecure_local",
-                       help="no token; only allowed with a loopback --host (demos)")
-    serve.add_argument("--db-url", default=None, dest="db_url",
-                       help="SQLAlchemy URL, e.g. postgresql+psycopg://... (default: SQLite DATA_DIR/monitor.db)")
-    serve.add_argument("--data-dir", default="runs/monitor", dest="data_dir", help="SQLite file and embeddings")
-    serve.add_argument("--rules", default=None, help="rules YAML (default: configs/monitor/rules.yaml); hot-reloaded")
-    serve.add_argument("--watch", default=None, metavar="DIR", help="also analyse audio files dropped into DIR")
-    serve.add_argument("--embeddings", action="store_true", help="save each clip's embedding (.npy) in DATA_DIR")
-    serve.add_argument("--smooth", type=int, default=1, help="frames per frame-score window (1 = none)")
-    serve.add_argument("--max-upload-mb", type=finite_float, default=25.0, dest="max_upload_mb")
-    serve.add_argument("--max-duration", type=finite_float, default=600.0, dest="max_duration", help="seconds per upload")
-    serve.add_argument("--max-stream", type=finite_float, default=4 * 3600.0, dest="max_stream", help="seconds per stream")
-    serve.add_argument("--cors-origin", action="append", dest="cors_origin", help="allow this origin (CORS is off)")
-    serve.add_argument("--retention-days", type=finite_float, default=None, dest="retention_days")
-    serve.add_argument("--hash-ids", action="store_true", dest="hash_ids",
-                       help="store salted hashes of audio ids (salt: $MMEMO_MONITOR_SALT)")
-    serve.add_argument("--batch-size", type=int, default=8, dest="batch_size", help="uploads per model call")
-    serve.add_argument("--stream-hop", type=finite_float, default=1.0, dest="stream_hop",
-                       help="seconds of new audio per streamed segment (latency vs compute)")
-    serve.add_argument("--stream-context", type=finite_float, default=1.0, dest="stream_context",
-                       help="seconds of past audio re-encoded with each segment")
-    serve.add_argument("--silence-dbfs", type=optional_dbfs, default=SILENCE_DBFS, dest="silence_dbfs",
-                       help=f"uploads whose peak is below this level are refused as silent (default {SILENCE_DBFS:g}; "
-                            "none: no check)")
-    serve.add_argument("--max-concurrent-decodes", type=int, default=MonitorSettings.max_concurrent_decodes,
-                       dest="max_concurrent_decodes", help="uploads decoded at once (bounds the memory peak)")
-    serve.add_argument("--allow-webhook-host", action="append", dest="allow_webhook_host", metavar="HOST",
-                       help="let webhooks reach HOST even if it is link-local or a cloud metadata name (repeatable)")
-    serve.add_argument("--stream-lookahead", type=finite_float, default=0.5, dest="stream_lookahead",
-                       help="seconds of future audio a frame waits for")
+    add_options(serve, MonitorSettings)
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -260,7 +201,7 @@ def cmd_table(args: argparse.Namespace) -> None:
 
         runs += load_wandb_runs(args.wandb)
     if not runs:
-        raise FileNotFoundError(f"no finished runs (metrics.json) under {args.runs or args.wandb}")
+        raise MissingInput(f"no finished runs (metrics.json) under {args.runs or args.wandb}")
     table = build_table(runs, row=lambda run: run_key(run, args.rows), column=lambda run: run_key(run, args.columns),
                         metrics=args.metrics, title=args.title, cited=args.cited or [])
     print(to_markdown(table))
@@ -270,7 +211,8 @@ def cmd_table(args: argparse.Namespace) -> None:
         if args.plot:
             from mmemo.evaluation.plots import table_chart
 
-            print(f"wrote {table_chart(table, Path(args.out) / f'{args.name}.png', metric=args.metrics[0], chance=args.chance)}")
+            chart = table_chart(table, Path(args.out) / f"{args.name}.png", metric=args.metrics[0], chance=args.chance)
+            print(f"wrote {chart}")
 
 
 def _folds(text: str) -> list[int] | str:
@@ -356,29 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("config")
     job.add_argument("overrides", nargs=argparse.REMAINDER)
 
+    from mmemo.inference.run import PredictOptions
+
     pred = sub.add_parser("predict", help="emotion of audio files, folders or manifests (utterance or frame timeline)")
     pred.add_argument("paths", nargs="+", help="audio files, folders (searched recursively) or .jsonl manifests")
-    pred.add_argument("--model", default=None,
-                      help="mmemo checkpoint (.ckpt), FunASR emotion2vec(+) folder or hub id "
-                           "(default: iic/emotion2vec_plus_base)")
-    pred.add_argument("--granularity", default="utterance", choices=["utterance", "frame"])
-    pred.add_argument("--embeddings", default=None, metavar="DIR", help="save pooled embeddings (.npy + index.jsonl)")
-    pred.add_argument("--format", default="json", choices=["json", "jsonl", "csv"])
-    pred.add_argument("--out", default=None, help="result file (default: stdout)")
-    pred.add_argument("--batch-size", type=int, default=16, dest="batch_size", help="clips per batch")
-    pred.add_argument("--batch-seconds", type=finite_float, default=32.0, dest="batch_seconds",
-                      help="padded audio per batch, seconds")
-    pred.add_argument("--smooth", type=int, default=1, help="frame window N (frames) the head scores; 1 = none")
-    pred.add_argument("--max-seconds", type=finite_float, default=30.0, dest="max_seconds",
-                      help="longest audio encoded at once; utterance scores use the first MAX_SECONDS")
-    pred.add_argument("--audio-root", default=None, dest="audio_root",
-                      help="where a manifest's relative wav paths point (default: as in training: the corpus.json audio root, else the corpus root)")
-    pred.add_argument("--silence-dbfs", type=optional_dbfs, default=SILENCE_DBFS, dest="silence_dbfs",
-                      help=f"files whose peak is below this level are reported as silent (default {SILENCE_DBFS:g}; "
-                           "none: no check)")
-    pred.add_argument("--device", default="cpu")
-    pred.add_argument("--no-text", action="store_true", dest="no_text", help="ignore manifest transcripts")
-    pred.add_argument("--no-progress", action="store_true", dest="no_progress")
+    add_options(pred, PredictOptions)
     _add_monitor_parser(sub)
     return parser
 
@@ -399,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     log.addHandler(handler)  # only mmemo's own loggers; Lightning prints its own messages
     log.setLevel(logging.INFO)
     log.propagate = False
-    handlers = {"demo": cmd_demo, "table": cmd_table, ("data", "synth"): cmd_data_synth, ("data", "check"): cmd_data_check,
+    handlers = {"demo": cmd_demo, "table": cmd_table, ("data", "synth"): cmd_data_synth,
+                ("data", "check"): cmd_data_check,
                 ("data", "prepare"): cmd_data_prepare, ("data", "folds"): cmd_data_folds}
     handlers |= {("sweep", "wandb"): cmd_sweep_wandb, ("sweep", "job"): cmd_sweep_job}
     handlers |= {"predict": cmd_predict}
@@ -409,11 +334,8 @@ def main(argv: list[str] | None = None) -> None:
            "monitor": ("monitor", getattr(args, "monitor_command", None))}.get(args.command, args.command)
     try:
         handlers[key](args)
-    except USER_ERRORS + (ValueError, RuntimeError) as error:
-        if os.environ.get("MMEMO_DEBUG") == "1":
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except USER_ERRORS as error:
+        report_user_error(error)
 
 
 if __name__ == "__main__":

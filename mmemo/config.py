@@ -13,6 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mmemo.errors import MissingInput, UserError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 
@@ -20,7 +22,7 @@ REPO_DIR = PACKAGE_DIR.parent
 def config_dir() -> Path:
     path = Path(os.environ.get("MMEMO_CONFIG_DIR", REPO_DIR / "configs"))
     if not (path / "train.yaml").is_file():
-        raise FileNotFoundError(
+        raise MissingInput(
             f"mmemo's Hydra configs were not found in {path}. Install mmemo from its checkout "
             "(`make setup`, an editable install) or set MMEMO_CONFIG_DIR to a copy of configs/."
         )
@@ -70,7 +72,7 @@ def compose(config_name: str = "train", overrides: Sequence[str] = (), output_di
     return cfg
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value that no mmemo option can take; the message names the key."""
 
 

@@ -83,7 +83,7 @@ def run_demo(folds: list[int] | str = "all", output_dir: str | None = None, resu
 
     Returns each variant's list of run results (one per fold).
     """
-    from mmemo.training.run import train
+    from mmemo.recipes import run_config
 
     started = time.time()
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -103,7 +103,7 @@ def run_demo(folds: list[int] | str = "all", output_dir: str | None = None, resu
             cfg = compose("train", [*overrides, f"data.fold={fold}", *(extra_overrides or [])],
                           output_dir=str(run_dir))
             log.info("demo: %s, fold %d -> %s", label, fold, run_dir)
-            results[label].append(train(cfg))
+            results[label].append(run_config(cfg))
             log.info("demo: %s, fold %d: test UA %.1f%%", label, fold, 100 * results[label][-1]["test"]["UA"])
     cues = render_cue_table(accuracy_by_cue(results, datamodule_root))
     written, markdown = write_results(results, out, cues)

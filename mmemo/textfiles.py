@@ -22,10 +22,12 @@ from typing import Any
 
 import yaml
 
+from mmemo.errors import InvalidInput, UserError
+
 _BOM = b"\xef\xbb\xbf"
 
 
-class TextFileError(ValueError):
+class TextFileError(UserError, ValueError):
     """A text file that cannot be used; ``str()`` is ``file:line: problem`` (or ``file: problem``)."""
 
     def __init__(self, path: str | os.PathLike, problem: str, line: int | None = None):
@@ -119,9 +121,9 @@ def loads_json(text: str) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite_float,
                           parse_constant=_no_constant)
     except _StrictJSONError as error:
-        raise ValueError(str(error)) from None
+        raise InvalidInput(str(error)) from None
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise InvalidInput("nested too deeply") from None
 
 
 def json_problem(text: str) -> str | None:

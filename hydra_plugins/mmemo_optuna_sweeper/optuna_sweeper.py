@@ -49,8 +49,14 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list:
         import optuna
 
-        from mmemo.sweeps.optuna_study import (finished_count, objective_value, open_study, recover_interrupted,
-                                               suggest, write_study_outputs)
+        from mmemo.sweeps.optuna_study import (
+            finished_count,
+            objective_value,
+            open_study,
+            recover_interrupted,
+            suggest,
+            write_study_outputs,
+        )
         from mmemo.sweeps.search_space import parse_search_space, to_overrides
 
         assert self.config is not None and self.launcher is not None

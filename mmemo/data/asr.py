@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from mmemo.data.audio import load_audio
 from mmemo.data.leakage import audio_digest
 from mmemo.data.manifest import Utterance
+from mmemo.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def transcribe_utterances(utterances: list[Utterance], *, path: str | None, lang
     from mmemo.encoders.whisper_checkpoints import load_whisper
 
     if not path:
-        raise ValueError("data.text_source=asr needs data.asr.path: a Whisper model name, an openai-whisper .pt "
+        raise InvalidInput("data.text_source=asr needs data.asr.path: a Whisper model name, an openai-whisper .pt "
                          "file, a Hugging Face Whisper folder or a CTranslate2/faster-whisper folder")
     model = load_whisper(str(path))
     if device == "auto":
@@ -130,7 +131,7 @@ def transcribe_utterances(utterances: list[Utterance], *, path: str | None, lang
     model = model.to(device)
     if not model.is_multilingual:
         if language not in (None, "en"):
-            raise ValueError(f"data.asr.language={language!r}, but {path} is an English-only Whisper model")
+            raise InvalidInput(f"data.asr.language={language!r}, but {path} is an English-only Whisper model")
         language = "en"
     fingerprint = weights_fingerprint(model)
     cache = TranscriptCache(cache_dir, fingerprint, language)

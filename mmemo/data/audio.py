@@ -10,7 +10,10 @@ Bad audio raises :class:`AudioError`, whose message names the key and the file.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import soxr
+
+from mmemo.errors import InvalidInput, UserError
 
 SAMPLE_RATE = 16_000
 #: File suffixes (lower case) read as audio, everywhere: libsndfile reads WAV/FLAC/OGG/MP3/AIFF, ffmpeg the
@@ -37,7 +42,7 @@ _OVERRUN_SECONDS = 0.1
 _PIPE_BLOCK = 1 << 16
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A clip that cannot be used; ``reason`` is a short machine-friendly summary."""
 
     def __init__(self, path: str | Path, reason: str, key: str | None = None):
@@ -48,7 +53,7 @@ class AudioError(ValueError):
         super().__init__(f"bad audio ({who}file {self.path}): {reason}")
 
 
-class UnusableAudioError(ValueError):
+class UnusableAudioError(UserError, ValueError):
     """Several clips failed; the message lists each (key, file, reason) and what to do."""
 
     def __init__(self, errors: list[AudioError], hint: str = ""):
@@ -77,12 +82,21 @@ class Clip:
         return len(self.wave) / SAMPLE_RATE
 
 
+def clip_identity(path: str | Path, start: float | None, end: float | None, max_seconds: float | None,
+                  crop: str) -> str:
+    """Identity of a clip as decoded (file path, size, modification time, segment, cropping): equal
+    identities give equal waveforms, so features cached under it are never stale."""
+    stat = os.stat(path)
+    text = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns, start, end, max_seconds, crop])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def silence_peak(dbfs: float | None) -> float | None:
     """The peak amplitude below which a clip is silent, for a threshold in dBFS (None: no check)."""
     if dbfs is None:
         return None
     if not math.isfinite(dbfs) or dbfs > 0:
-        raise ValueError(f"the silence threshold must be a finite level in dBFS <= 0 (e.g. -60), got {dbfs!r}")
+        raise InvalidInput(f"the silence threshold must be a finite level in dBFS <= 0 (e.g. -60), got {dbfs!r}")
     return 10.0 ** (dbfs / 20.0)
 
 
@@ -92,7 +106,7 @@ def check_seconds(value: float | None, name: str, *, allow_zero: bool = False) -
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}, "
+        raise InvalidInput(f"{name} must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}, "
                          f"got {value!r}")
     return float(value)
 
@@ -103,7 +117,7 @@ def _crop_window(total: int, keep: int, policy: str) -> int:
         return 0
     if policy == "center":
         return (total - keep) // 2
-    raise ValueError(f"data.crop must be one of {CROP_POLICIES}, got {policy!r}")
+    raise InvalidInput(f"data.crop must be one of {CROP_POLICIES}, got {policy!r}")
 
 
 def _read_soundfile(
@@ -113,11 +127,11 @@ def _read_soundfile(
     info = soundfile.info(str(path))
     rate, channels = info.samplerate, info.channels
     if rate <= 0:
-        raise ValueError(f"the header declares a sample rate of {rate} Hz")
+        raise InvalidInput(f"the header declares a sample rate of {rate} Hz")
     first = int(round((start or 0.0) * rate))
     last = info.frames if end is None else min(info.frames, int(round(end * rate)))
     if first >= last and info.frames > 0:
-        raise ValueError(f"segment [{start}, {end}] s lies outside the {info.frames / rate:.2f} s file")
+        raise InvalidInput(f"segment [{start}, {end}] s lies outside the {info.frames / rate:.2f} s file")
     total = max(0, last - first)
     cropped = False
     if max_seconds is not None and total > max_seconds * rate:
@@ -131,7 +145,7 @@ def _read_soundfile(
 
 def _need_ffmpeg() -> None:
     if shutil.which("ffmpeg") is None:
-        raise ValueError(
+        raise InvalidInput(
             "not readable by libsndfile and ffmpeg is not installed "
             "(apt-get install ffmpeg, or convert the file to WAV/FLAC)"
         )
@@ -182,7 +196,7 @@ def _ffmpeg_pcm(path: Path, offset: float, seconds: float | None, limit_samples:
         errors.seek(0)
         message = errors.read(4096).decode(errors="replace").strip().splitlines()
     if code != 0 and not enough:
-        raise ValueError(f"ffmpeg could not decode it ({message[-1] if message else 'no message'})")
+        raise InvalidInput(f"ffmpeg could not decode it ({message[-1] if message else 'no message'})")
     del buffer[len(buffer) - len(buffer) % 4:]
     return np.frombuffer(buffer, dtype=np.float32).reshape(-1, 1)
 
@@ -350,7 +364,7 @@ def iter_audio_blocks(path: str | Path, *, block_seconds: float = 30.0, start: f
             errors.seek(0)
             message = errors.read(4096).decode(errors="replace").strip().splitlines()
         if code != 0:
-            raise ValueError(f"ffmpeg could not decode it ({message[-1] if message else 'no message'})")
+            raise InvalidInput(f"ffmpeg could not decode it ({message[-1] if message else 'no message'})")
     except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as error:
         if isinstance(error, AudioError):
             raise

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mmemo.errors import InvalidInput
+
 
 def length_sorted_batches(lengths: Sequence[int], max_padded_samples: int,
                           max_items: int | None = None) -> list[list[int]]:
@@ -18,7 +20,7 @@ def length_sorted_batches(lengths: Sequence[int], max_padded_samples: int,
     ``max_items`` when given).
     """
     if max_items is not None and max_items < 1:
-        raise ValueError(f"max_items must be at least 1, got {max_items}")
+        raise InvalidInput(f"max_items must be at least 1, got {max_items}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups: list[list[int]] = []
     for index in order:

@@ -17,6 +17,7 @@ from pathlib import Path
 from mmemo.data.datamodule import EmotionDataModule
 from mmemo.data.folds import available_folds, make_speaker_folds, write_folds
 from mmemo.data.manifest import read_manifest
+from mmemo.errors import InvalidInput, MissingInput
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def check_corpus(root: str | Path, *, folds: list[int] | None = None, audio: boo
     root = Path(root)
     numbers = folds or available_folds(root)
     if not numbers:
-        raise FileNotFoundError(f"no fold_<k> folders under {root}")
+        raise MissingInput(f"no fold_<k> folders under {root}")
     reports = []
     with tempfile.TemporaryDirectory() as scratch:
         for number in numbers:
@@ -109,19 +110,19 @@ def write_group_folds(manifest: str | Path, out: str | Path, *, group_by: str = 
     utterances = read_manifest(manifest)
     missing = [u for u in utterances if not getattr(u, group_by)]
     if missing:
-        raise ValueError(f"{missing[0].where()}: no {group_by!r} field; folds need one on every line")
+        raise InvalidInput(f"{missing[0].where()}: no {group_by!r} field; folds need one on every line")
     speakers_of: dict[str, set[str]] = {}
     for u in utterances:
         speakers_of.setdefault(getattr(u, group_by), set()).add(u.speaker or getattr(u, group_by))
     owners = Counter(s for speakers in speakers_of.values() for s in speakers)
     shared = sorted(s for s, n in owners.items() if n > 1)
     if shared:
-        raise ValueError(f"speakers {shared[:5]} appear in several {group_by}s; folds by {group_by} "
+        raise InvalidInput(f"speakers {shared[:5]} appear in several {group_by}s; folds by {group_by} "
                          "would not be speaker-independent")
     groups = sorted(speakers_of)
     count = n_folds or len(groups)
     if not 2 <= count <= len(groups):
-        raise ValueError(f"need between 2 and {len(groups)} folds for {len(groups)} {group_by}s, got {count}")
+        raise InvalidInput(f"need between 2 and {len(groups)} folds for {len(groups)} {group_by}s, got {count}")
     buckets: list[list[str]] = [[] for _ in range(count)]
     for index, group in enumerate(groups):
         buckets[index % count].extend(sorted(speakers_of[group]))

@@ -1,188 +1,49 @@
-"""From fold files to batches: ``{audio, audio_mask, text, label, key, speaker}``.
+"""One fold of an EmoBox-layout corpus, validated up front: folds, labels, transcripts and audio.
 
 All checking happens in :meth:`EmotionDataModule.setup`, before any training:
 manifests, labels, audio paths, transcripts and every clip's audio. A run
 therefore fails in its first seconds on bad input, never after hours of
 training, and ``data.on_bad_audio=skip`` writes what it skipped to the run's
-output folder.
+output folder. The data module knows nothing about encoders or heads: a recipe that
+serves cached features turns audio decoding off (``decode_audio=False``), reads clips with
+:meth:`EmotionDataModule.load_wave`, reports the ones its encoder could not use to
+:meth:`EmotionDataModule.exclude` and wraps the datasets (:meth:`EmotionDataModule.map_datasets`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from mmemo.data import provenance
 from mmemo.data.audio import (
     SILENCE_DBFS,
     AudioError,
     UnusableAudioError,
     check_seconds,
+    clip_identity,
     load_audio,
     silence_peak,
 )
+from mmemo.data.datasets import EmotionDataset, Example, collate
 from mmemo.data.folds import Splits, audio_root_of, read_fold
 from mmemo.data.labels import LabelMap
 from mmemo.data.leakage import check_duplicate_audio
 from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, resolve_audio_paths
+from mmemo.data.sampling import LengthBucketSampler
+from mmemo.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 BAD_AUDIO_POLICIES = ("error", "skip")
-
-
-@dataclass
-class Example:
-    utterance: Utterance
-    label: int
-    wave: np.ndarray | None = None  # decoded audio, kept when it fits the memory budget
-    seconds: float = 0.0
-    features: dict[str, str] = field(default_factory=dict)  # modality -> item id in its feature store
-
-
-class EmotionDataset(Dataset):
-    """Examples of one split; audio comes from memory or is decoded on access, features from stores."""
-
-    def __init__(self, examples: list[Example], *, load_audio_fn=None, stores: dict | None = None,
-                 pooled: bool = False, frame_stride: dict[str, int] | None = None):
-        self.examples = examples
-        self._load = load_audio_fn
-        self._stores = stores or {}
-        self._pooled = pooled
-        self._stride = {m: int(s) for m, s in (frame_stride or {}).items() if m in self._stores and int(s) > 1}
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> dict:
-        example = self.examples[index]
-        item = {
-            "key": example.utterance.key,
-            "speaker": example.utterance.speaker or "",
-            "text": example.utterance.text or "",
-            "label": example.label,
-        }
-        if self._load is not None:
-            item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
-        for modality, store in self._stores.items():
-            item_id = example.features[modality]
-            if self._pooled:
-                item[f"{modality}_features"] = store.get_moments(item_id)
-                item[f"{modality}_features_moments"] = True
-            elif modality in self._stride:
-                item[f"{modality}_features"] = store.get_windows(item_id, self._stride[modality])
-                item[f"{modality}_features_stride"] = self._stride[modality]
-            else:
-                item[f"{modality}_features"] = store.get(item_id)
-        return item
-
-
-def _pad_first_axis(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack [T_i, ...] arrays into [B, T_max, ...] with a [B, T_max] validity mask (filled in numpy: one copy)."""
-    lengths = np.array([a.shape[0] for a in arrays])
-    out = np.zeros((len(arrays), int(lengths.max()), *arrays[0].shape[1:]), dtype=np.float32)
-    for row, array in enumerate(arrays):
-        out[row, : lengths[row]] = array
-    mask = np.arange(out.shape[1])[None] < lengths[:, None]
-    return torch.from_numpy(out), torch.from_numpy(mask)
-
-
-def collate(items: list[dict]) -> dict:
-    """Pad audio (and cached features) to the longest item and build masks; text stays raw strings."""
-    batch = {
-        "key": [item["key"] for item in items],
-        "speaker": [item["speaker"] for item in items],
-        "text": [item["text"] for item in items],
-        "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
-    }
-    if "audio" in items[0]:
-        batch["audio"], batch["audio_mask"] = _pad_first_axis([item["audio"] for item in items])
-    for name in [k for k in items[0] if k.endswith("_features")]:
-        batch[name], batch[f"{name}_mask"] = _pad_first_axis([item[name] for item in items])
-        if f"{name}_stride" in items[0]:
-            batch[f"{name}_stride"] = items[0][f"{name}_stride"]
-        if f"{name}_moments" in items[0]:
-            batch[f"{name}_moments"] = True
-    return batch
-
-
-class LengthBucketSampler(Sampler[list[int]]):
-    """Batches of similar-length clips, so little compute is spent on padding.
-
-    Indices are sorted by length inside shuffled windows of ``bucket_batches``
-    batches, then the batches themselves are shuffled; reseeded every epoch.
-
-    The order is a pure function of (seed, epoch): with ``progress`` (the trainer's
-    ``(epoch, batches done in it)``) a run resumed mid-epoch continues with the very
-    batches the uninterrupted run would have seen. Under DDP each process takes every
-    world-th batch; training pads with repeated batches (equal step counts), evaluation
-    does not, so no sample is counted twice in the metrics.
-    """
-
-    def __init__(self, lengths: Sequence[float], batch_size: int, *, shuffle: bool, seed: int,
-                 bucket_batches: int = 50, bucket: bool = True,
-                 progress: Callable[[], tuple[int, int]] | None = None):
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.bucket_batches = bucket_batches
-        self.bucket = bucket
-        self.progress = progress
-        self.epoch = 0  # used when no trainer reports progress
-
-    @staticmethod
-    def _world() -> tuple[int, int]:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size(), dist.get_rank()
-        return 1, 0
-
-    def __len__(self) -> int:
-        batches = (len(self.lengths) + self.batch_size - 1) // self.batch_size
-        world, rank = self._world()
-        if self.shuffle:
-            return -(-batches // world)
-        return len(range(rank, batches, world))
-
-    def batches(self, epoch: int) -> list[list[int]]:
-        """Every batch of ``epoch`` (all processes), in order."""
-        order = list(range(len(self.lengths)))
-        rng = random.Random(self.seed + epoch)
-        if self.shuffle:
-            rng.shuffle(order)
-        ordered: list[int] = order
-        if self.bucket:
-            window = self.batch_size * self.bucket_batches
-            ordered = []
-            for begin in range(0, len(order), window):
-                ordered += sorted(order[begin: begin + window], key=lambda i: self.lengths[i])
-        batches = [ordered[i: i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
-        if self.shuffle and self.bucket:
-            rng.shuffle(batches)
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch, done = self.progress() if self.progress else (self.epoch, 0)
-        self.epoch = epoch + 1
-        batches = self.batches(epoch)
-        world, rank = self._world()
-        if world > 1:
-            if self.shuffle and len(batches) % world:
-                batches = batches + batches[: world - len(batches) % world]
-            batches = batches[rank::world]
-        yield from batches[done if self.shuffle else 0:]
 
 
 class EmotionDataModule(L.LightningDataModule):
@@ -210,19 +71,18 @@ class EmotionDataModule(L.LightningDataModule):
         asr: dict | None = None,
         audio_memory_gb: float = 2.0,
         batch_size: int = 32,
-        eval_batch_size: int | None = None,
+        eval_batch_size: int | None = 64,
         num_workers: int = 0,
         bucket_by_length: bool = True,
         use_audio: bool = True,
         use_text: bool = True,
+        decode_audio: bool = True,
         output_dir: str | None = None,
         seed: int = 0,
-        synthesize_if_missing: bool = False,
-        synth: dict | None = None,
     ):
         super().__init__()
         if on_bad_audio not in BAD_AUDIO_POLICIES:
-            raise ValueError(f"data.on_bad_audio must be one of {BAD_AUDIO_POLICIES}, got {on_bad_audio!r}")
+            raise InvalidInput(f"data.on_bad_audio must be one of {BAD_AUDIO_POLICIES}, got {on_bad_audio!r}")
         self.root = Path(root)
         self.fold = int(fold)
         self.name = name or self.root.name
@@ -239,16 +99,16 @@ class EmotionDataModule(L.LightningDataModule):
         self.silence_dbfs = silence_dbfs
         self.on_bad_audio = on_bad_audio
         if missing_text not in ("error", "allow"):
-            raise ValueError(f"data.missing_text must be 'error' or 'allow', got {missing_text!r}")
+            raise InvalidInput(f"data.missing_text must be 'error' or 'allow', got {missing_text!r}")
         self.missing_text = missing_text
         if text_source not in ("manifest", "asr"):
-            raise ValueError(f"data.text_source must be 'manifest' or 'asr', got {text_source!r}")
+            raise InvalidInput(f"data.text_source must be 'manifest' or 'asr', got {text_source!r}")
         self.text_source = text_source
         from mmemo.data.asr import ASR_DEFAULTS
 
         unknown = set(asr or {}) - set(ASR_DEFAULTS)
         if unknown:
-            raise ValueError(f"unknown data.asr options {sorted(unknown)}; known: {sorted(ASR_DEFAULTS)}")
+            raise InvalidInput(f"unknown data.asr options {sorted(unknown)}; known: {sorted(ASR_DEFAULTS)}")
         self.asr = {**ASR_DEFAULTS, **(asr or {})}
         self.asr_report = None
         self.audio_memory_bytes = int(audio_memory_gb * 2**30)
@@ -259,48 +119,19 @@ class EmotionDataModule(L.LightningDataModule):
         self.use_audio = use_audio
         self.use_text = use_text
         self.output_dir = Path(output_dir) if output_dir else None
+        self.decode_audio = decode_audio
         self.seed = seed
-        self.synthesize_if_missing = synthesize_if_missing
-        self.synth = dict(synth or {})
         self.label_map: LabelMap | None = None
         self.datasets: dict[str, EmotionDataset] = {}
         self.skipped: list[tuple[str, str, str, str]] = []  # split, key, file, reason
         self.fingerprint = ""
         self.splits: Splits | None = None
         self.files: list[tuple[str, Utterance]] = []  # (split, utterance) of every labelled utterance used
-        self.feature_sources: dict = {}
-        self.feature_pooled = False
-        self.feature_stride: dict[str, int] = {}
-        self.feature_batch_size = 16
-        self.feature_device = "cpu"
         self._is_set_up = False
-
-    def use_features(self, sources: dict, *, batch_size: int = 16, device: str = "cpu", pooled: bool = False,
-                     frame_stride: dict[str, int] | None = None) -> None:
-        """Serve these modalities from frozen-feature stores (encoding what they lack in setup).
-
-        ``pooled=True`` serves each utterance's mean and mean of squares over frames
-        (``FeatureStore.get_moments``), for heads that pool first anyway (see
-        ``FusionHead.needs_frames``).
-        ``frame_stride`` ({modality: n}) serves frames already averaged in windows
-        of n, for heads that downsample first (``cross_attention``'s ``frame_stride``).
-        """
-        if self._is_set_up:
-            raise RuntimeError("use_features() must be called before setup()")
-        self.feature_sources = dict(sources)
-        self.feature_pooled = pooled
-        self.feature_stride = dict(frame_stride or {})
-        self.feature_batch_size = batch_size
-        self.feature_device = device
 
     # -- preparation -----------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Create the built-in demo corpus on first use (only for ``data=demo``)."""
-        if self.synthesize_if_missing and not (self.root / f"fold_{self.fold}").is_dir():
-            from mmemo.data.synthetic import synthesize_corpus
-
-            log.info("demo corpus not found at %s; synthesising it (one-off)", self.root)
-            synthesize_corpus(self.root, **self.synth)
+        """Nothing to download: corpora are prepared beforehand (``mmemo data prepare``)."""
 
     def setup(self, stage: str | None = None) -> None:
         if self._is_set_up:
@@ -336,24 +167,19 @@ class EmotionDataModule(L.LightningDataModule):
             problems.raise_if_any()
         for split, (kept, _) in labelled.items():
             if not kept:
-                raise ValueError(f"the {split} split of fold {self.fold} is empty after the label map "
-                                 f"({splits.files.get(split, 'carved from train')})")
+                raise InvalidInput(f"the {split} split of fold {self.fold} is empty after the label map "
+                                   f"({splits.files.get(split, 'carved from train')})")
         if self.use_audio:
             duplicates = check_duplicate_audio({split: us for split, (us, _) in labelled.items()})
             duplicates.raise_errors()
         self.files = [(split, u) for split, (us, _) in labelled.items() for u in us]
         self.splits = splits
-        self.fingerprint = self._fingerprint(splits)
+        self.fingerprint = provenance.fingerprint(splits, self.label_map)
         examples = {split: [Example(u, t) for u, t in zip(*pair)] for split, pair in labelled.items()}
-        if self.feature_sources:
-            examples = self._attach_features(examples)
-        raw_audio = self.use_audio and "speech" not in self.feature_sources
-        if raw_audio:
+        decoding = self.use_audio and self.decode_audio
+        if decoding:
             examples = self._scan_audio(examples)
-        loader = self._load_wave if raw_audio else None
-        stores = {m: source.store for m, source in self.feature_sources.items()}
-        self.datasets = {split: EmotionDataset(ex, load_audio_fn=loader, stores=stores, pooled=self.feature_pooled,
-                                               frame_stride=self.feature_stride)
+        self.datasets = {split: EmotionDataset(ex, load_audio=self.load_wave, with_audio=decoding)
                          for split, ex in examples.items()}
         self._log_summary(splits)
         self._is_set_up = True
@@ -391,13 +217,18 @@ class EmotionDataModule(L.LightningDataModule):
         """Decode each clip once (kept nowhere) and add the unusable ones to ``problems``."""
         for u in tqdm(utterances, desc="checking audio", unit="clip", leave=False):
             try:
-                self._load_wave(u)
+                self.load_wave(u)
             except AudioError as error:
                 problems.add([Issue(u.source or Source("<memory>", 0), f"bad audio: {error}")],
                              hint="Fix or remove the unusable clips, or set data.on_bad_audio=skip.")
 
-    def _load_wave(self, utterance: Utterance) -> np.ndarray:
+    def load_wave(self, utterance: Utterance) -> np.ndarray:
+        """The clip as training sees it: its segment, cropped to ``max_seconds``, mono 16 kHz."""
         return self._load_clip(utterance).wave
+
+    def clip_identity(self, utterance: Utterance) -> str:
+        """What identifies the clip :meth:`load_wave` gives: the file, its segment and the cropping."""
+        return clip_identity(utterance.audio_path, utterance.start, utterance.end, self.max_seconds, self.crop)
 
     def _load_clip(self, utterance: Utterance):
         return load_audio(utterance.audio_path, key=utterance.key, start=utterance.start, end=utterance.end,
@@ -440,7 +271,7 @@ class EmotionDataModule(L.LightningDataModule):
                      stats["resampled"], stats["downmixed"])
         for split, split_examples in kept_examples.items():
             if not split_examples:
-                raise ValueError(f"no usable audio left in the {split} split of fold {self.fold}")
+                raise InvalidInput(f"no usable audio left in the {split} split of fold {self.fold}")
         return kept_examples
 
     def _handle_bad_audio(self, bad: list[AudioError]) -> None:
@@ -452,50 +283,25 @@ class EmotionDataModule(L.LightningDataModule):
             report = self._write_skip_report()
             log.warning("skipped %d unusable clip(s); keys and reasons in %s", len(bad), report)
 
-    def _attach_features(self, examples: dict[str, list[Example]]) -> dict[str, list[Example]]:
-        """Give every example its feature item ids, encoding whatever the stores lack.
-
-        Extraction finishes (and is saved) before bad clips are acted on, so an
-        error leaves every good clip's features cached for the next run.
-        """
-        from mmemo.features.extract import Job, extract
-        from mmemo.features.store import audio_item_id, text_item_id
-
-        everything = [e for split_examples in examples.values() for e in split_examples]
-        failed: dict[str, AudioError] = {}
-        for modality, source in self.feature_sources.items():
-            jobs = []
-            for example in everything:
-                u = example.utterance
-                if modality == "speech":
-                    item = audio_item_id(u.audio_path, u.start, u.end, self.max_seconds, self.crop)
-                    length = u.length or u.audio_path.stat().st_size
-
-                    def load(u=u):
-                        return self._load_wave(u)
-                    jobs.append(Job(item, length, load, key=u.key, where=str(u.audio_path)))
-                else:
-                    item = text_item_id(u.text or "")
-                    jobs.append(Job(item, len(u.text or ""), lambda text=u.text or "": text, key=u.key))
-                example.features[modality] = item
-            for failure in extract(source, jobs, batch_size=self.feature_batch_size, device=self.feature_device,
-                                   desc=f"caching {source.encoder.name} features"):
-                failed.setdefault(failure["key"], AudioError(failure["file"], failure["reason"], failure["key"]))
-        kept: dict[str, list[Example]] = {}
-        for split, split_examples in examples.items():
-            kept[split] = []
-            for example in split_examples:
+    # -- what a recipe may do after setup ------------------------------------------------
+    def exclude(self, failed: dict[str, AudioError]) -> None:
+        """Clips something else found unusable (a feature cache's encoder): the bad-audio policy applies."""
+        if not failed:
+            return
+        for split, dataset in self.datasets.items():
+            for example in dataset.examples:
                 if example.utterance.key in failed:
                     self.skipped.append((split, example.utterance.key, str(example.utterance.audio_path),
                                          failed[example.utterance.key].reason))
-                    continue
-                if "speech" in self.feature_sources:
-                    source = self.feature_sources["speech"]
-                    frames = source.store.get(example.features["speech"]).shape[0]
-                    example.seconds = frames / source.frame_rate if source.frame_rate else (example.utterance.length or 0)
-                kept[split].append(example)
         self._handle_bad_audio(list(failed.values()))
-        return kept
+        for split, dataset in self.datasets.items():
+            dataset.examples = [e for e in dataset.examples if e.utterance.key not in failed]
+            if not dataset.examples:
+                raise InvalidInput(f"no usable audio left in the {split} split of fold {self.fold}")
+
+    def map_datasets(self, wrap: Callable[[str, Dataset], Dataset]) -> None:
+        """Replace each split's dataset by ``wrap(split, dataset)`` (which keeps ``.examples``)."""
+        self.datasets = {split: wrap(split, dataset) for split, dataset in self.datasets.items()}
 
     def _write_skip_report(self) -> Path:
         folder = self.output_dir or Path.cwd()
@@ -507,51 +313,14 @@ class EmotionDataModule(L.LightningDataModule):
                 handle.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in row) + "\n")
         return path
 
+    # -- provenance ------------------------------------------------------------------------
     def provenance(self) -> dict:
-        """Which files this fold used, as hashes a table can be traced to (``meta.data`` of metrics.json).
-
-        ``manifest_sha256``: the split files' bytes and the label map; ``audio_sha256``: every
-        utterance's key, split, segment and its audio file's content digest (the digests the
-        duplicate-audio check computed, so this costs nothing more). The list itself is
-        written next to the results by :meth:`write_file_list`.
-        """
-        manifest = hashlib.sha256()
-        for split in sorted(self.splits.files):
-            manifest.update(split.encode() + b"\0" + self.splits.files[split].read_bytes())
-        manifest.update(repr(self.label_map.to_dict()).encode())
-        audio = hashlib.sha256()
-        for split, u, digest in self._file_rows():
-            audio.update(f"{split}\t{u.key}\t{u.start}\t{u.end}\t{digest}\n".encode())
-        return {"manifest_sha256": manifest.hexdigest(), "audio_sha256": audio.hexdigest() if self.use_audio else None,
-                "utterances": len(self.files), "files": {s: str(f) for s, f in sorted(self.splits.files.items())},
-                "audio_root": str(Path(self.audio_root).resolve())}
-
-    def _file_rows(self):
-        from mmemo.data.leakage import audio_digest
-
-        for split, u in sorted(self.files, key=lambda row: (row[0], row[1].key)):
-            yield split, u, audio_digest(u.audio_path) if u.audio_path is not None else ""
+        """Which files this fold used (``meta.data`` of metrics.json; :mod:`mmemo.data.provenance`)."""
+        return provenance.summary(self.splits, self.label_map, self.files, self.audio_root, self.use_audio)
 
     def write_file_list(self, folder: str | Path) -> Path:
         """``data_files.tsv``: split, key, audio file, segment and content SHA-1 of every utterance used."""
-        path = Path(folder) / "data_files.tsv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as handle:
-            handle.write("split\tkey\taudio\tstart\tend\tsha1\n")
-            for split, u, digest in self._file_rows():
-                handle.write(f"{split}\t{u.key}\t{u.audio_path or ''}\t{'' if u.start is None else u.start}\t"
-                             f"{'' if u.end is None else u.end}\t{digest}\n")
-        return path
-
-    def _fingerprint(self, splits: Splits) -> str:
-        """A hash of the fold files and label map, recorded with every run's metrics."""
-        digest = hashlib.sha256()
-        for split in sorted(splits.files):
-            digest.update(split.encode())
-            digest.update(splits.files[split].read_bytes())
-        digest.update(repr(self.label_map.to_dict()).encode())
-        digest.update(splits.valid_origin.encode())
-        return digest.hexdigest()[:16]
+        return provenance.write_file_list(self.files, folder)
 
     def _log_summary(self, splits: Splits) -> None:
         assert self.label_map is not None

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import random
 
+from mmemo.errors import InvalidInput
+
 LABELS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
 
 EMOTIONAL_TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -323,7 +325,7 @@ def emotional_sentence(label: str, rng: random.Random) -> str:
     try:
         templates = EMOTIONAL_TEMPLATES[label]
     except KeyError:
-        raise ValueError(
+        raise InvalidInput(
             f"unknown emotion label {label!r}; valid labels are {', '.join(LABELS)}"
         ) from None
     template = rng.choice(templates)

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmemo.data.leakage import check_splits
-from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, read_manifest, write_manifest
+from mmemo.data.manifest import (
+    Issue,
+    IssueCollector,
+    Source,
+    Utterance,
+    read_manifest,
+    write_manifest,
+)
+from mmemo.errors import InvalidInput, MissingInput
 from mmemo.textfiles import TextFileError, iter_lines, load_json
 
 log = logging.getLogger(__name__)
@@ -52,7 +60,7 @@ def fold_files(root: str | Path, fold: int) -> dict[str, Path]:
     folder = root / f"fold_{fold}"
     if not folder.is_dir():
         available = sorted(p.name for p in root.glob("fold_*") if p.is_dir())
-        raise FileNotFoundError(
+        raise MissingInput(
             f"no folder fold_{fold} under {root}. "
             + (f"Available: {', '.join(available)}." if available else
                "This directory has no fold_<k> folders; write them with `mmemo data folds`.")
@@ -61,12 +69,12 @@ def fold_files(root: str | Path, fold: int) -> dict[str, Path]:
     for split in SPLITS:
         matches = sorted(folder.glob(f"*_{split}_fold_{fold}.jsonl"))
         if len(matches) > 1:
-            raise ValueError(f"several {split} files in {folder}: {[m.name for m in matches]}")
+            raise InvalidInput(f"several {split} files in {folder}: {[m.name for m in matches]}")
         if matches:
             files[split] = matches[0]
     for split in ("train", "test"):
         if split not in files:
-            raise FileNotFoundError(f"no *_{split}_fold_{fold}.jsonl in {folder}")
+            raise MissingInput(f"no *_{split}_fold_{fold}.jsonl in {folder}")
     return files
 
 
@@ -200,12 +208,12 @@ def carve_validation(
     for corpora that carry no speaker ids; it logs a warning.
     """
     if not 0 < fraction < 1:
-        raise ValueError(f"data.valid_fraction must be in (0, 1), got {fraction}")
+        raise InvalidInput(f"data.valid_fraction must be in (0, 1), got {fraction}")
     rng = random.Random(seed)
     if by == "speakers":
         missing = [u for u in train if not u.speaker]
         if missing:
-            raise ValueError(
+            raise InvalidInput(
                 f"{len(missing)} training utterances have no speaker (first: {missing[0].where()}), "
                 "so validation cannot be carved from training speakers. Add a 'speaker' field, "
                 "provide a *_valid_fold_<k>.jsonl file, or set data.valid_from=utterances "
@@ -213,7 +221,7 @@ def carve_validation(
             )
         speakers = sorted({u.speaker for u in train})
         if len(speakers) < 2:
-            raise ValueError(
+            raise InvalidInput(
                 f"the training split has only {len(speakers)} speaker(s), too few to hold one "
                 "out for validation; provide a valid file or set data.valid_from=utterances"
             )
@@ -237,7 +245,7 @@ def carve_validation(
         valid = [u for u in train if u.key in valid_keys]
         rest = [u for u in train if u.key not in valid_keys]
         return rest, valid, f"{fraction:.0%} of training utterances (speaker-dependent)"
-    raise ValueError(f"data.valid_from must be 'speakers' or 'utterances', got {by!r}")
+    raise InvalidInput(f"data.valid_from must be 'speakers' or 'utterances', got {by!r}")
 
 
 def make_speaker_folds(
@@ -247,10 +255,10 @@ def make_speaker_folds(
     all_speakers = {u.speaker for u in utterances}
     listed = [s for group in groups for s in group]
     if len(listed) != len(set(listed)):
-        raise ValueError("a speaker appears in more than one fold group")
+        raise InvalidInput("a speaker appears in more than one fold group")
     unknown = set(listed) - all_speakers
     if unknown:
-        raise ValueError(f"fold groups name speakers not in the data: {sorted(unknown)}")
+        raise InvalidInput(f"fold groups name speakers not in the data: {sorted(unknown)}")
     folds = []
     for group in groups:
         held = set(group)

@@ -12,8 +12,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from mmemo.textfiles import load_json
 from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, report
+from mmemo.errors import InvalidInput, MissingInput
+from mmemo.textfiles import load_json
 
 
 class LabelMap:
@@ -26,16 +27,16 @@ class LabelMap:
 
     def __init__(self, classes: Sequence[str], mapping: Mapping[str, str | None] | None = None):
         if not classes:
-            raise ValueError("a label map needs at least one class")
+            raise InvalidInput("a label map needs at least one class")
         if len(set(classes)) != len(classes):
-            raise ValueError(f"duplicate class names in {list(classes)}")
+            raise InvalidInput(f"duplicate class names in {list(classes)}")
         self.classes: tuple[str, ...] = tuple(str(c) for c in classes)
         self.mapping: dict[str, str | None] = {str(k): v for k, v in (mapping or {}).items()}
         unknown_targets = sorted(
             {v for v in self.mapping.values() if v is not None and v not in self.classes}
         )
         if unknown_targets:
-            raise ValueError(
+            raise InvalidInput(
                 f"label map targets {unknown_targets} are not among the classes {list(self.classes)}"
             )
         self._index = {name: i for i, name in enumerate(self.classes)}
@@ -119,10 +120,10 @@ def load_label_map_file(path: str | os.PathLike) -> dict[str, str | None]:
     """Read an EmoBox-style ``label_map.json`` (``{"exc": "Happy", ...}``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label map not found: {path}")
+        raise MissingInput(f"label map not found: {path}")
     data = load_json(path)
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in data.items()
     ):
-        raise ValueError(f"{path}: a label map must be a JSON object of label -> class name or null")
+        raise InvalidInput(f"{path}: a label map must be a JSON object of label -> class name or null")
     return data

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmemo.data.manifest import Issue, ManifestError, Source, Utterance
+from mmemo.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def check_splits(splits: dict[str, list[Utterance]], *, speaker_overlap: str = "
                  report: LeakageReport | None = None) -> LeakageReport:
     """Keys, speakers and transcripts across the splits of one fold."""
     if speaker_overlap not in SPEAKER_OVERLAP_POLICIES:
-        raise ValueError(f"speaker overlap policy must be one of {SPEAKER_OVERLAP_POLICIES}, got {speaker_overlap!r}")
+        raise InvalidInput(f"speaker overlap policy must be one of {SPEAKER_OVERLAP_POLICIES}, got {speaker_overlap!r}")
     report = report or LeakageReport()
     seen: dict[str, str] = {}
     for split, utterances in splits.items():
@@ -152,7 +153,7 @@ def check_duplicate_audio(splits: dict[str, list[Utterance]], report: LeakageRep
 def check_monitor(monitor: str | None) -> None:
     """Refuse model selection on the test split (it inflates results; e.g. IEMOCAP WA by ~3 points)."""
     if monitor and monitor.split("/")[0].lower() == "test":
-        raise ValueError(f"checkpoints are selected on {monitor!r}, a test-split metric; select on validation "
+        raise InvalidInput(f"checkpoints are selected on {monitor!r}, a test-split metric; select on validation "
                          "(val/UA) — choosing checkpoints on the test fold leaks it into the result")
 
 

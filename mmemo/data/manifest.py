@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmemo.errors import MissingInput, UserError
 from mmemo.textfiles import is_finite_number, iter_lines, loads_json
 
 #: Fields every line must carry. EmoBox files lack speaker/text/lang, so those are optional.
@@ -87,7 +88,7 @@ class Issue:
         return f"{self.source}: {self.problem}"
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """One or more malformed manifest lines; the message lists each as file:line: problem."""
 
     def __init__(self, issues: list[Issue], hint: str = ""):
@@ -219,7 +220,7 @@ def read_manifest(path: str | os.PathLike, collect: IssueCollector | None = None
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path}")
+        raise MissingInput(f"manifest not found: {path}")
     utterances: list[Utterance] = []
     issues: list[Issue] = []
     seen: dict[str, Source] = {}

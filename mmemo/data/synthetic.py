@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from mmemo.data.demo_sentences import LABELS, ambiguous_sentence, emotional_sentence
 from mmemo.data.folds import make_speaker_folds, write_folds
 from mmemo.data.manifest import Utterance, write_manifest
+from mmemo.errors import InvalidInput, MissingDependency
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +125,12 @@ def _quota(shares: np.ndarray, count: int) -> list[str]:
 def plan_corpus(seed: int, speakers: int, utterances_per_speaker: int, cue_shares: dict[str, float]) -> list[Plan]:
     """Decide every utterance's label, cue, sentence and prosody (no audio yet)."""
     if not 2 <= speakers <= len(VOICES):
-        raise ValueError(f"speakers must be between 2 and {len(VOICES)}, got {speakers}")
+        raise InvalidInput(f"speakers must be between 2 and {len(VOICES)}, got {speakers}")
     if utterances_per_speaker < len(LABELS):
-        raise ValueError(f"utterances_per_speaker must be at least {len(LABELS)}")
+        raise InvalidInput(f"utterances_per_speaker must be at least {len(LABELS)}")
     shares = np.array([cue_shares[c] for c in CUES], dtype=float)
     if (shares < 0).any() or shares.sum() <= 0:
-        raise ValueError(f"cue_shares must be non-negative with a positive sum, got {cue_shares}")
+        raise InvalidInput(f"cue_shares must be non-negative with a positive sum, got {cue_shares}")
     shares /= shares.sum()
     rng = random.Random(seed)
     plans = []
@@ -181,7 +182,7 @@ def render(plan: Plan, workdir: Path) -> np.ndarray:
                "-a", str(plan.amplitude), "-g", str(plan.word_gap), "-w", str(target), _spoken_text(plan)]
     result = subprocess.run(command, capture_output=True, check=False)
     if result.returncode != 0 or not target.is_file():
-        raise RuntimeError(f"espeak-ng failed for {plan.key}: {result.stderr.decode(errors='replace')}")
+        raise MissingDependency(f"espeak-ng failed for {plan.key}: {result.stderr.decode(errors='replace')}")
     wave, rate = soundfile.read(str(target), dtype="float32")
     target.unlink()
     if wave.ndim > 1:
@@ -212,7 +213,7 @@ def synthesize_corpus(
     the end, so an interrupted run never leaves a half corpus that looks whole.
     """
     if not espeak_available():
-        raise RuntimeError(
+        raise MissingDependency(
             "espeak-ng is not installed, so the demo corpus cannot be synthesised. "
             "Install it (Debian/Ubuntu: `sudo apt-get install espeak-ng`; macOS: "
             "`brew install espeak-ng`) or rerun `make setup`, which installs it when it can."

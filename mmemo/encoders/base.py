@@ -4,17 +4,8 @@ An encoder turns a batch into frames plus a validity mask. Padding must never
 leak: on each item's valid frames, the batched output equals the output for
 that item alone (to ~1e-4). Fusion heads and the feature cache rely on it.
 
-Trainable modes are shared by all encoders:
-
-* ``frozen``: no gradients, always in eval mode (outputs can be cached);
-* ``top_k``: only the last ``top_k`` layers (see :meth:`Encoder.layer_stack`) train;
-* ``full``: everything trains;
-* ``lora``: the weights stay frozen and peft LoRA adapters are injected into the
-  modules named by ``lora.target_modules`` (default: :attr:`Encoder.lora_targets`).
-
-Parameters an encoder adds on top of pretrained weights (e.g. the softmax
-weights of ``layer=weighted``) train in every mode; subclasses create them after
-calling :meth:`Encoder.apply_trainable_mode`.
+Trainable modes (frozen, top_k, full, lora) come from
+:class:`~mmemo.encoders.trainable.TrainableModes`, which any trainable component uses.
 """
 
 from __future__ import annotations
@@ -29,8 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-TRAINABLE_MODES = ("frozen", "top_k", "full", "lora")
-_LORA_DEFAULTS = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": None}
+from mmemo.encoders.trainable import TRAINABLE_MODES, TrainableModes, tensor_digest
+from mmemo.errors import InvalidInput
+
+__all__ = ["TRAINABLE_MODES", "Encoder", "EncoderOutput", "LayerMixer", "SpeechEncoder", "TextEncoder", "check_layer"]
 
 
 @dataclass
@@ -51,84 +44,29 @@ class EncoderOutput:
     moments: bool = False
 
 
-def _tensor_digest(digest, tensors: dict[str, torch.Tensor]) -> None:
-    for key, tensor in sorted(tensors.items()):
-        digest.update(key.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+class Encoder(TrainableModes, nn.Module, abc.ABC):
+    """Shared behaviour: a name, an output size, a trainable mode and fingerprints.
 
-
-class Encoder(nn.Module, abc.ABC):
-    """Shared behaviour: a name, an output size, a trainable mode and fingerprints."""
+    ``pretrained_source`` says where pretrained weights came from (a path or hub id), or is
+    None for an encoder trained from scratch: pretrained weights that stay fixed are not copied
+    into checkpoints but referenced by source and fingerprint.
+    """
 
     #: Short name used in logs, run names and cache keys.
     name: str = "encoder"
     #: Module-name suffixes LoRA adapts by default (attention projections).
     lora_targets: tuple[str, ...] = ()
+    #: Where the pretrained weights come from (set by encoders that load them).
+    pretrained_source: str | None = None
 
     def __init__(self, trainable: str = "full", top_k: int = 2, lora: dict | None = None):
-        super().__init__()
-        if trainable not in TRAINABLE_MODES:
-            raise ValueError(f"trainable must be one of {TRAINABLE_MODES}, got {trainable!r}")
-        if trainable == "top_k" and top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
-        unknown = set(lora or {}) - set(_LORA_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown LoRA options {sorted(unknown)}; known: {sorted(_LORA_DEFAULTS)}")
-        self.trainable = trainable
-        self.top_k = top_k
-        self.lora = {**_LORA_DEFAULTS, **(lora or {})}
+        nn.Module.__init__(self)
+        self.init_trainable(trainable, top_k, lora)
 
     @property
     @abc.abstractmethod
     def dim(self) -> int:
         """Size D of each output frame."""
-
-    @property
-    def frozen(self) -> bool:
-        return self.trainable == "frozen"
-
-    # -- trainable modes -----------------------------------------------------------------
-    def layer_stack(self) -> Sequence[nn.Module]:
-        """The encoder's layers from input to output; ``top_k`` trains the last k of them."""
-        raise TypeError(f"{type(self).__name__} does not support trainable=top_k")
-
-    def lora_root(self) -> nn.Module:
-        """The module LoRA adapters are injected into (the wrapped pretrained model)."""
-        raise TypeError(f"{type(self).__name__} does not support trainable=lora")
-
-    def apply_trainable_mode(self) -> None:
-        """Call at the end of a subclass's ``__init__``, after the pretrained weights exist."""
-        if self.trainable == "full":
-            return
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        if self.trainable == "frozen":
-            self.eval()
-        elif self.trainable == "top_k":
-            layers = list(self.layer_stack())
-            if self.top_k > len(layers):
-                raise ValueError(f"top_k={self.top_k} but {type(self).__name__} has {len(layers)} layers")
-            for layer in layers[-self.top_k:]:
-                for parameter in layer.parameters():
-                    parameter.requires_grad_(True)
-        elif self.trainable == "lora":
-            self._inject_lora()
-
-    def _inject_lora(self) -> None:
-        from peft import LoraConfig, inject_adapter_in_model
-
-        targets = self.lora["target_modules"] or list(self.lora_targets)
-        if not targets:
-            raise ValueError(f"{type(self).__name__} has no default LoRA targets; set lora.target_modules")
-        config = LoraConfig(r=int(self.lora["r"]), lora_alpha=int(self.lora["alpha"]),
-                            lora_dropout=float(self.lora["dropout"]), target_modules=list(targets))
-        try:
-            inject_adapter_in_model(config, self.lora_root())
-        except ValueError as error:
-            raise ValueError(f"LoRA could not find modules {targets} in {type(self).__name__}: {error}") from None
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad_("lora_" in name)
 
     def from_features(self, features: torch.Tensor, mask: torch.Tensor, stride: int = 1) -> EncoderOutput:
         """Rebuild this encoder's output from cached features.
@@ -139,7 +77,7 @@ class Encoder(nn.Module, abc.ABC):
         mixer = getattr(self, "mixer", None)
         if features.dim() == 4:
             if mixer is None:
-                raise ValueError(f"{self.name}: per-layer features were cached but layer is not 'weighted'")
+                raise InvalidInput(f"{self.name}: per-layer features were cached but layer is not 'weighted'")
             layers = features.unbind(2)
             return EncoderOutput(mixer(layers) * mask[..., None], mask, layers, stride)
         return EncoderOutput(features, mask, stride=stride)
@@ -168,24 +106,9 @@ class Encoder(nn.Module, abc.ABC):
         if remembered is not None and self.fully_frozen:
             return remembered
         digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True, default=str).encode())
-        _tensor_digest(digest, self.state_dict())
+        tensor_digest(digest, self.state_dict())
         self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
-
-    def fixed_weights(self) -> dict[str, torch.Tensor]:
-        """Weights that never train in this mode (what a checkpoint can reference by hash):
-        frozen parameters and persistent buffers such as fixed positional tables."""
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {name: t for name, t in self.state_dict(keep_vars=True).items() if name not in trainable}
-
-    def source_fingerprint(self) -> str:
-        """A hash of :meth:`fixed_weights`: identifies the pretrained weights a run started from."""
-        if not hasattr(self, "_source_fingerprint"):
-            digest = hashlib.sha256()
-            _tensor_digest(digest, self.fixed_weights())
-            self._source_fingerprint = digest.hexdigest()[:16]
-        return self._source_fingerprint
-
 
 class SpeechEncoder(Encoder):
     """``forward(wav [B,S] float, wav_mask [B,S] bool) -> EncoderOutput`` at ``frame_rate`` Hz."""
@@ -229,4 +152,4 @@ def check_layer(layer: str | int, count: int) -> str | int:
         return layer
     if isinstance(layer, int) and not isinstance(layer, bool) and -count <= layer < count:
         return layer
-    raise ValueError(f"layer must be 'last', 'weighted' or an index in [0, {count - 1}], got {layer!r}")
+    raise InvalidInput(f"layer must be 'last', 'weighted' or an index in [0, {count - 1}], got {layer!r}")

@@ -34,55 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmemo.data.batching import length_sorted_batches  # re-exported: it used to live here
 from mmemo.encoders.base import EncoderOutput, LayerMixer, SpeechEncoder, check_layer
 from mmemo.encoders.emotion2vec_checkpoints import (
-    CONFIG_FILE,
-    PRETRAINING_ONLY_PREFIXES,
-    STANDARD_CONV_SPEC,
-    TINY_CONV_SPEC,
-    TOKENS_FILE,
-    UNKNOWN_TOKEN,
     WEIGHTS_FILE,
-    FunasrModelDir,
     build_funasr_model,
-    emotion2vec_base_model_conf,
     head_labels,
     load_weights,
     read_funasr_model_dir,
     resolve_model_dir,
-    save_funasr_model_dir,
-    tiny_model_conf,
 )
-
-__all__ = [
-    # the encoder
-    "COMPUTE_DTYPES",
-    "Emotion2vecEncoder",
-    "conv_output_lengths",
-    "length_sorted_batches",
-    "normalise_waveforms",
-    "receptive_field",
-    "run_block",
-    "valid_mask",
-    # re-exported from mmemo.encoders.emotion2vec_checkpoints
-    "CONFIG_FILE",
-    "PRETRAINING_ONLY_PREFIXES",
-    "STANDARD_CONV_SPEC",
-    "TINY_CONV_SPEC",
-    "TOKENS_FILE",
-    "UNKNOWN_TOKEN",
-    "WEIGHTS_FILE",
-    "FunasrModelDir",
-    "build_funasr_model",
-    "emotion2vec_base_model_conf",
-    "head_labels",
-    "load_weights",
-    "read_funasr_model_dir",
-    "resolve_model_dir",
-    "save_funasr_model_dir",
-    "tiny_model_conf",
-]
+from mmemo.errors import InvalidInput
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -237,8 +198,9 @@ class Emotion2vecEncoder(SpeechEncoder):
                  lora: dict | None = None, name: str | None = None, compute_dtype: str = "float32"):
         super().__init__(trainable, top_k=top_k, lora=lora)
         if compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+            raise InvalidInput(f"compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}")
         self.path = str(path)
+        self.pretrained_source = self.path  # fixed weights are referenced from here, not copied
         self.name = name or Path(self.path.rstrip("/")).name
         self.compute_dtype = compute_dtype
         checkpoint = read_funasr_model_dir(resolve_model_dir(self.path))
@@ -428,10 +390,10 @@ class Emotion2vecEncoder(SpeechEncoder):
         with "unuse" get -inf, as in funasr, so ``softmax(logits)`` equals funasr's scores.
         """
         if self.model.proj is None:
-            raise RuntimeError(f"{self.model_dir} has no classification head ({WEIGHTS_FILE} has no proj.*): "
+            raise InvalidInput(f"{self.model_dir} has no classification head ({WEIGHTS_FILE} has no proj.*): "
                                "it is a pre-trained SSL model; use its frames with a fusion head instead")
         if self.layer != "last":
-            raise ValueError(f"classify needs the last layer's frames (the head was trained on them); "
+            raise InvalidInput(f"classify needs the last layer's frames (the head was trained on them); "
                              f"this encoder outputs layer={self.layer!r}")
         weights = mask.to(frames.dtype)[..., None]
         pooled = (frames * weights).sum(1) / weights.sum(1).clamp(min=1)

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmemo.errors import InvalidInput, MissingInput
+
 log = logging.getLogger(__name__)
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENS_FILE = "config.yaml", "model.pt", "tokens.txt"
@@ -138,11 +140,11 @@ def save_funasr_model_dir(model: nn.Module, model_conf: dict, directory: str | P
 
     head = getattr(model, "proj", None)
     if (head is None) != (labels is None):
-        raise ValueError("labels must be given exactly when the model has a classification head (proj)")
+        raise InvalidInput("labels must be given exactly when the model has a classification head (proj)")
     if labels is not None:
         _check_labels(labels, "labels")
         if head.out_features != len(labels):
-            raise ValueError(f"the head has {head.out_features} outputs but {len(labels)} labels were given")
+            raise InvalidInput(f"the head has {head.out_features} outputs but {len(labels)} labels were given")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {"model": "Emotion2vec", "model_conf": model_conf}
@@ -157,10 +159,10 @@ def save_funasr_model_dir(model: nn.Module, model_conf: dict, directory: str | P
 
 def _check_labels(labels: Sequence[str], source: str) -> None:
     if UNKNOWN_TOKEN not in labels:
-        raise ValueError(f"{source} has no '{UNKNOWN_TOKEN}' line; funasr's tokenizer requires one")
+        raise InvalidInput(f"{source} has no '{UNKNOWN_TOKEN}' line; funasr's tokenizer requires one")
     duplicates = sorted({label for label in labels if list(labels).count(label) > 1})
     if duplicates:
-        raise ValueError(f"{source} repeats labels {duplicates}")
+        raise InvalidInput(f"{source} repeats labels {duplicates}")
 
 
 @dataclass
@@ -181,20 +183,20 @@ def read_funasr_model_dir(directory: str | Path) -> FunasrModelDir:
     config_path, weights_path, tokens_path = (directory / n for n in (CONFIG_FILE, WEIGHTS_FILE, TOKENS_FILE))
     missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{directory} is not a FunASR model directory: {', '.join(missing)} missing "
+        raise MissingInput(f"{directory} is not a FunASR model directory: {', '.join(missing)} missing "
                                 f"(expected {CONFIG_FILE}, {WEIGHTS_FILE} and {TOKENS_FILE})")
     config = load_yaml(config_path)  # plain data: a model folder's config is never interpolated
     if not isinstance(config, dict) or config.get("model") != "Emotion2vec":
         found = config.get("model") if isinstance(config, dict) else None
-        raise ValueError(f"{config_path}: 'model' is {found!r}, expected 'Emotion2vec'")
+        raise InvalidInput(f"{config_path}: 'model' is {found!r}, expected 'Emotion2vec'")
     if not isinstance(config.get("model_conf"), dict):
-        raise ValueError(f"{config_path}: no 'model_conf' section")
+        raise InvalidInput(f"{config_path}: no 'model_conf' section")
     labels = None
     if tokens_path.is_file():
         labels = [line.rstrip("\r\n") for line in read_text(tokens_path, max_bytes=1 << 20).splitlines()]
         _check_labels(labels, str(tokens_path))
     elif config.get("tokenizer"):
-        raise FileNotFoundError(f"{config_path} names tokenizer {config['tokenizer']!r} but {directory} "
+        raise MissingInput(f"{config_path} names tokenizer {config['tokenizer']!r} but {directory} "
                                 f"has no {TOKENS_FILE} (one label per line, including '{UNKNOWN_TOKEN}')")
     return FunasrModelDir(directory, config["model_conf"], _read_state_dict(weights_path), labels)
 
@@ -204,14 +206,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors have many types
-        raise ValueError(f"{path}: not a loadable PyTorch state dict ({type(error).__name__}: {error}). funasr "
+        raise InvalidInput(f"{path}: not a loadable PyTorch state dict ({type(error).__name__}: {error}). funasr "
                          "loads model.pt with torch.load's default weights_only=True too; if the file holds more "
                          "than tensors and you trust it, re-save its state dict with torch.save") from None
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a dict of tensors (a state dict)")
+        raise InvalidInput(f"{path}: expected a dict of tensors (a state dict)")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -221,10 +223,10 @@ def head_labels(checkpoint: FunasrModelDir) -> list[str] | None:
     if head is None:
         return None  # tokens.txt without a head names nothing
     if checkpoint.labels is None:
-        raise ValueError(f"{checkpoint.directory / WEIGHTS_FILE} has a classification head but the directory "
+        raise InvalidInput(f"{checkpoint.directory / WEIGHTS_FILE} has a classification head but the directory "
                          f"has no {TOKENS_FILE} naming its classes")
     if head.shape[0] != len(checkpoint.labels):
-        raise ValueError(f"{checkpoint.directory}: the head in {WEIGHTS_FILE} has {head.shape[0]} outputs but "
+        raise InvalidInput(f"{checkpoint.directory}: the head in {WEIGHTS_FILE} has {head.shape[0]} outputs but "
                          f"{TOKENS_FILE} lists {len(checkpoint.labels)} labels")
     return list(checkpoint.labels)
 
@@ -245,7 +247,7 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
                   for k, v in expected.items() if k in state and state[k].shape != v.shape]
     if missing or mismatched:
         problems = ([f"missing {k}" for k in missing[:8]] + mismatched[:8])
-        raise ValueError(f"{source}: the state dict does not match {source.parent / CONFIG_FILE} "
+        raise InvalidInput(f"{source}: the state dict does not match {source.parent / CONFIG_FILE} "
                          f"({len(missing)} missing, {len(mismatched)} with other shapes): " + "; ".join(problems))
     unexpected = sorted(k for k in set(state) - set(expected) if not k.startswith(PRETRAINING_ONLY_PREFIXES))
     if unexpected:
@@ -323,7 +325,7 @@ def resolve_model_dir(path: str) -> Path:
     if local.is_dir():
         return local
     if local.exists() or not _is_hub_id(path):
-        raise FileNotFoundError(f"emotion2vec path {path!r} is neither a model directory nor a hub id "
+        raise MissingInput(f"emotion2vec path {path!r} is neither a model directory nor a hub id "
                                 f"like iic/emotion2vec_plus_base (a directory needs {CONFIG_FILE}, "
                                 f"{WEIGHTS_FILE} and {TOKENS_FILE})")
     hub = _hub_of(path)

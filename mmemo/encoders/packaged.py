@@ -76,7 +76,7 @@ def join_parts(stem: str) -> Path | None:
                 pieces.setdefault(match.group("name"), {})[int(match.group("number"))] = path
             elif path.is_file():
                 small.append(path)
-    for name, parts in pieces.items():
+    for _name, parts in pieces.items():
         if sorted(parts) != list(range(1, len(parts) + 1)) or len(parts) < len(folders):
             return None  # a part package is missing: nothing usable
     target = cache_dir() / "packaged" / stem

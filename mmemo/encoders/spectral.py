@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput, SpeechEncoder
+from mmemo.errors import InvalidInput
 
 FEATURES = ("logmel", "mfcc")
 
@@ -58,7 +59,7 @@ class SpectralFrontend(nn.Module):
                  features: str, n_mfcc: int):
         super().__init__()
         if features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+            raise InvalidInput(f"features must be one of {FEATURES}, got {features!r}")
         self.win = int(sample_rate * win_ms / 1000)
         self.hop = int(sample_rate * hop_ms / 1000)
         self.n_fft = 1 << (self.win - 1).bit_length()

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput, LayerMixer, TextEncoder, check_layer
-from mmemo.encoders.packaged import packaged_model_dir  # noqa: F401 - re-exported for configs and tests
+from mmemo.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _load_pretrained(path: str):
 
     local = Path(path).expanduser()
     if local.exists() and not local.is_dir():
-        raise ValueError(f"text encoder path {path!r} is a file; pass the model *directory*")
+        raise InvalidInput(f"text encoder path {path!r} is a file; pass the model *directory*")
     source = str(local) if local.is_dir() else path
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -62,6 +62,7 @@ class TransformersTextEncoder(TextEncoder):
                  top_k: int = 2, lora: dict | None = None):
         super().__init__(trainable, top_k=top_k, lora=lora)
         self.path = str(path)
+        self.pretrained_source = self.path  # fixed weights are referenced from here, not copied
         self.name = name or Path(self.path.rstrip("/")).name
         self.max_length = max_length
         self.tokenizer, self.model = _load_pretrained(self.path)

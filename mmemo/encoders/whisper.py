@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mmemo.encoders.base import EncoderOutput, LayerMixer, SpeechEncoder, check_layer
+from mmemo.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ class WhisperEncoder(SpeechEncoder):
         from mmemo.encoders.whisper_checkpoints import load_whisper
 
         if compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"compute_dtype must be float32 or bfloat16, got {compute_dtype!r}")
+            raise InvalidInput(f"compute_dtype must be float32 or bfloat16, got {compute_dtype!r}")
         self.path = str(path)
+        self.pretrained_source = self.path  # fixed weights are referenced from here, not copied
         self.name = name or f"whisper-{os.path.basename(self.path.rstrip('/')) or self.path}"
         model = load_whisper(self.path)
         self.dims = model.dims
@@ -125,7 +127,7 @@ class WhisperEncoder(SpeechEncoder):
         lengths = [int(n) for n in wav_mask.sum(1).tolist()]
         longest = max(lengths) / 16_000
         if longest > MAX_SECONDS + 1e-6:
-            raise ValueError(f"Whisper's encoder takes at most 30 s of audio, got a {longest:.1f} s clip; "
+            raise InvalidInput(f"Whisper's encoder takes at most 30 s of audio, got a {longest:.1f} s clip; "
                              "crop it (data.max_seconds=30) or split it")
         window = int(MAX_SECONDS * 16_000) if self.pad_to_30s else None
         mels = []
@@ -167,7 +169,7 @@ class WhisperEncoder(SpeechEncoder):
         lengths = (mel_mask.sum(1) - 1) // 2 + 1  # conv2: kernel 3, stride 2, padding 1
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         if x.shape[1] > encoder.positional_embedding.shape[0]:
-            raise ValueError(f"{x.shape[1]} frames exceed Whisper's {encoder.positional_embedding.shape[0]}")
+            raise InvalidInput(f"{x.shape[1]} frames exceed Whisper's {encoder.positional_embedding.shape[0]}")
         x = (x + encoder.positional_embedding[: x.shape[1]]).to(x.dtype)
         key_mask = mask if padded else None
         states = [x]

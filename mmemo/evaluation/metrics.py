@@ -21,6 +21,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from mmemo.errors import InvalidInput
+
 HEADLINE = ("UA", "WA", "macro_F1", "weighted_F1")
 
 
@@ -77,9 +79,9 @@ def concordance(predictions: Sequence[float], targets: Sequence[float]) -> float
 
     p, t = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     if p.shape != t.shape or p.ndim != 1 or len(p) < 2:
-        raise ValueError(f"CCC needs two equal-length series of >= 2 values, got {p.shape} and {t.shape}")
+        raise InvalidInput(f"CCC needs two equal-length series of >= 2 values, got {p.shape} and {t.shape}")
     if not (np.isfinite(p).all() and np.isfinite(t).all()):
-        raise ValueError("CCC of non-finite values")
+        raise InvalidInput("CCC of non-finite values")
     covariance = ((p - p.mean()) * (t - t.mean())).mean()
     denominator = p.var() + t.var() + (p.mean() - t.mean()) ** 2
     return float(2 * covariance / denominator) if denominator > 0 else 0.0

@@ -17,8 +17,17 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from mmemo.errors import MissingInput
 from mmemo.evaluation.plots import bar_chart
-from mmemo.evaluation.tables import METRIC_LABELS, Table, build_table, load_runs, run_key, to_markdown, write_table
+from mmemo.evaluation.tables import (
+    METRIC_LABELS,
+    Table,
+    build_table,
+    load_runs,
+    run_key,
+    to_markdown,
+    write_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +64,7 @@ class SweepReport(Callback):
     def build(self, sweep_dir: Path) -> Table:
         runs = load_runs([sweep_dir])
         if not runs:
-            raise FileNotFoundError(f"no finished runs (metrics.json) under {sweep_dir}")
+            raise MissingInput(f"no finished runs (metrics.json) under {sweep_dir}")
         return build_table(runs, row=lambda run: run_key(run, self.rows),
                            column=lambda run: run_key(run, self.columns), metrics=self.metrics,
                            title=self.title, row_order=self.row_order, column_order=self.column_order)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mmemo.errors import InvalidInput
+from mmemo.evaluation.report import read_metrics
 
 METRIC_LABELS = {"UA": "UA", "WA": "WA", "macro_F1": "macro-F1", "weighted_F1": "weighted-F1"}
 
@@ -58,7 +60,7 @@ def load_runs(roots: Iterable[str | Path]) -> list[Run]:
     runs = []
     for root in roots:
         for path in sorted(Path(root).rglob("metrics.json")):
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_metrics(path.parent)
             if data.get("test"):
                 runs.append(Run(path.parent, data["test"], data.get("meta", {})))
     return runs
@@ -123,7 +125,7 @@ def load_cited(path: str | Path) -> tuple[dict[tuple[str, str], Cited], list[str
     cited: dict[tuple[str, str], Cited] = {}
     for number, entry in enumerate(reader, start=2 + len(citations)):
         if not entry.get("row") or not entry.get("source"):
-            raise ValueError(f"{path}:{number}: a cited row needs 'row' and 'source'")
+            raise InvalidInput(f"{path}:{number}: a cited row needs 'row' and 'source'")
         values = {}
         for metric in METRIC_LABELS:
             text = (entry.get(metric) or "").strip()
@@ -131,9 +133,9 @@ def load_cited(path: str | Path) -> tuple[dict[tuple[str, str], Cited], list[str
                 try:
                     values[metric] = float(text)
                 except ValueError:
-                    raise ValueError(f"{path}:{number}: {metric} must be a number in percent, got {text!r}") from None
+                    raise InvalidInput(f"{path}:{number}: {metric} must be a number in percent, got {text!r}") from None
                 if not 0 <= values[metric] <= 100:
-                    raise ValueError(f"{path}:{number}: {metric} {text} is not a percentage")
+                    raise InvalidInput(f"{path}:{number}: {metric} {text} is not a percentage")
         cited[(entry["row"], entry.get("column") or "")] = Cited(values, entry["source"])
     return cited, citations
 
@@ -154,12 +156,12 @@ def build_table(runs: Sequence[Run], *, row: Callable[[Run], str], column: Calla
         cell = cells.setdefault(key, Cell({m: [] for m in metrics}))
         pair = (run.fold, run.seed)
         if pair in cell.pairs:
-            raise ValueError(f"two runs for {key} fold {run.fold} seed {run.seed}; the second is {run.folder}")
+            raise InvalidInput(f"two runs for {key} fold {run.fold} seed {run.seed}; the second is {run.folder}")
         cell.pairs.add(pair)
         for metric in metrics:
             cell.values[metric].append(float(run.test[metric]))
         expected.setdefault(key[1], set()).add(pair)
-    for (r, c), cell in cells.items():
+    for (_r, c), cell in cells.items():
         cell.missing = sorted(expected[c] - cell.pairs, key=str)
     columns = _ordered({c for _, c in cells}, column_order)
     published: dict[tuple[str, str], Cited] = {}

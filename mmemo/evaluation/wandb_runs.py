@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmemo.errors import MissingDependency
 from mmemo.evaluation.tables import Run
 
 TEST_PREFIX = "test/"
@@ -23,7 +24,7 @@ def load_wandb_runs(project: str, *, filters: dict | None = None, api=None) -> l
 
             api = wandb.Api(timeout=30)
         except Exception as error:  # wandb raises several types for missing keys / no network
-            raise RuntimeError(f"cannot reach the W&B API for {project!r} ({error}). Run `wandb login` (or set "
+            raise MissingDependency(f"cannot reach the W&B API for {project!r} ({error}). Run `wandb login` (or set "
                                "WANDB_API_KEY) on a machine with network access, or build the table from local "
                                "run folders instead: mmemo table runs/...") from error
     runs = []

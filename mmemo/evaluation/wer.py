@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from mmemo.errors import InvalidInput
+
 
 def _normalizer() -> Callable[[str], str]:
     from whisper.normalizers import EnglishTextNormalizer
@@ -53,7 +55,7 @@ def word_error_rate(references: list[str], hypotheses: list[str], normalize: boo
     With no reference words at all, ``wer`` is 0.0 when nothing was inserted, else ``inf``.
     """
     if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+        raise InvalidInput(f"{len(references)} references but {len(hypotheses)} hypotheses")
     clean = _normalizer() if normalize else (lambda text: text)
     totals = {"substitutions": 0, "deletions": 0, "insertions": 0, "words": 0}
     for reference, hypothesis in zip(references, hypotheses, strict=True):

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mmemo.bounded import BoundedCache
 from mmemo.data.audio import AudioError
 from mmemo.encoders.base import Encoder, SpeechEncoder
+from mmemo.errors import InvalidInput
 from mmemo.features.store import DTYPES, STORAGE_MODES, FeatureStore, store_key
 
 log = logging.getLogger(__name__)
@@ -50,17 +52,18 @@ class Job:
 
 #: Stores opened in this process, so the jobs of a Hydra multirun (one process) share the
 #: pooled and windowed features each store remembers instead of recomputing them per job.
-_OPEN_STORES: dict[Path, FeatureStore] = {}
+_OPEN_STORES: BoundedCache[FeatureStore] = BoundedCache(8)
 
 
-def open_store(encoder: Encoder, cache_dir: str | Path, storage: str = "frames", dtype: str = "float32") -> FeatureStore:
+def open_store(encoder: Encoder, cache_dir: str | Path, storage: str = "frames",
+               dtype: str = "float32") -> FeatureStore:
     """The store for this encoder's exact weights and config (created on first use)."""
     if storage not in STORAGE_MODES:
-        raise ValueError(f"features.storage must be one of {STORAGE_MODES}, got {storage!r}")
+        raise InvalidInput(f"features.storage must be one of {STORAGE_MODES}, got {storage!r}")
     if dtype not in DTYPES:
-        raise ValueError(f"features.dtype must be one of {DTYPES}, got {dtype!r}")
+        raise InvalidInput(f"features.dtype must be one of {DTYPES}, got {dtype!r}")
     if not encoder.frozen:
-        raise ValueError(f"only frozen encoders can be cached; {encoder.name} is trainable={encoder.trainable}")
+        raise InvalidInput(f"only frozen encoders can be cached; {encoder.name} is trainable={encoder.trainable}")
     fingerprint = encoder.fingerprint()
     rate = getattr(encoder, "sample_rate", 0) if isinstance(encoder, SpeechEncoder) else 0
     key = store_key(fingerprint, storage, dtype, rate)
@@ -72,11 +75,7 @@ def open_store(encoder: Encoder, cache_dir: str | Path, storage: str = "frames",
     if shared is not None and (folder / "meta.json").is_file():
         shared.refresh()  # pick up shards another process wrote since
         return shared
-    store = FeatureStore(folder, meta)
-    while len(_OPEN_STORES) >= 8:  # a sweep reads a few stores; do not hoard memory
-        _OPEN_STORES.pop(next(iter(_OPEN_STORES)))
-    _OPEN_STORES[folder.resolve()] = store
-    return store
+    return _OPEN_STORES.put(folder.resolve(), FeatureStore(folder, meta))
 
 
 def _outputs(encoder: Encoder, output, storage: str) -> list[np.ndarray]:
@@ -153,34 +152,6 @@ def extract(source: FeatureSource, jobs: Sequence[Job], *, batch_size: int = 16,
     store.record_failures(failures)
     log.info("%s: %d items cached, %d failed, in %s", encoder.name, len(store), len(failures), store.folder)
     return failures
-
-
-def extract_for_config(cfg) -> list[dict]:
-    """``mmemo extract``: cache every frozen encoder's features for the configured data fold."""
-    from hydra.utils import instantiate
-    from omegaconf import open_dict
-
-    from mmemo.training.run import attach_feature_cache, selected_specs
-
-    with open_dict(cfg):
-        cfg.features.cache = "auto"
-    specs = selected_specs(cfg)
-    encoders = {m: instantiate(spec, _convert_="all") for m, spec in specs.items() if spec}
-    frozen = {m: e for m, e in encoders.items() if e.frozen}
-    if not frozen:
-        raise ValueError("no frozen encoder in this config: only frozen encoders' features are cached "
-                         "(set model.speech.trainable=frozen / model.text.trainable=frozen)")
-    datamodule = instantiate(cfg.data, use_audio="speech" in encoders, use_text="text" in encoders)
-    sources = attach_feature_cache(datamodule, frozen, cfg.features)
-    datamodule.setup("fit")
-    rows = []
-    for modality, source in sources.items():
-        rows.append({"modality": modality, "encoder": source.encoder.name, "items": len(source.store),
-                     "size_mb": round(source.store.size_bytes() / 2**20, 1), "folder": str(source.store.folder),
-                     "skipped": len(datamodule.skipped)})
-        print(f"{modality}: {source.encoder.name} -> {len(source.store)} items, "
-              f"{rows[-1]['size_mb']} MB in {source.store.folder}")
-    return rows
 
 
 def render_store_table(rows: list[dict]) -> str:

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmemo.errors import InvalidInput, MissingInput
+
 STORAGE_MODES = ("frames", "pooled")
 #: Memory a store may spend remembering windowed features (beyond it they are recomputed per read).
 WINDOW_MEMORY_BUDGET = 2 * 2**30
@@ -43,14 +45,6 @@ def store_key(fingerprint: str, storage: str, dtype: str, sample_rate: int) -> s
     text = json.dumps({"fingerprint": fingerprint, "storage": storage, "dtype": dtype, "sample_rate": sample_rate},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def audio_item_id(path: str | os.PathLike, start: float | None, end: float | None,
-                  max_seconds: float | None, crop: str) -> str:
-    """Identity of a clip as the encoder saw it; changes when the file or the cropping changes."""
-    stat = os.stat(path)
-    text = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns, start, end, max_seconds, crop])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def text_item_id(text: str) -> str:
@@ -74,14 +68,14 @@ class FeatureStore:
         if meta_path.is_file():
             stored = json.loads(meta_path.read_text())
             if meta and stored.get("fingerprint") != meta.get("fingerprint"):
-                raise ValueError(f"{meta_path} belongs to encoder fingerprint {stored.get('fingerprint')}, "
+                raise InvalidInput(f"{meta_path} belongs to encoder fingerprint {stored.get('fingerprint')}, "
                                  f"not {meta.get('fingerprint')}")
             self.meta = stored
         elif meta is not None:
             self.meta = dict(meta)
             _atomic_write_text(meta_path, json.dumps(self.meta, indent=2, default=str))
         else:
-            raise FileNotFoundError(f"{self.folder} is not a feature store (no meta.json)")
+            raise MissingInput(f"{self.folder} is not a feature store (no meta.json)")
         self.dtype = np.dtype(self.meta.get("dtype", "float32"))
         self._entries: dict[str, Entry] = {}
         self._shards: set[str] = set()

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput
+from mmemo.errors import InvalidInput
 from mmemo.fusion.layers import Standardize
 
 #: How heads that pool first summarise a modality's frames.
@@ -65,9 +66,9 @@ class FusionHead(nn.Module):
                  pooling: str = "mean_std"):
         super().__init__()
         if not input_dims:
-            raise ValueError("a fusion head needs at least one modality")
+            raise InvalidInput("a fusion head needs at least one modality")
         if pooling not in POOLINGS:
-            raise ValueError(f"fusion pooling must be one of {POOLINGS}, got {pooling!r}")
+            raise InvalidInput(f"fusion pooling must be one of {POOLINGS}, got {pooling!r}")
         self.input_dims = dict(input_dims)
         self.modalities = tuple(input_dims)
         self.num_classes = num_classes
@@ -86,7 +87,7 @@ class FusionHead(nn.Module):
         if unknown:
             raise KeyError(f"{type(self).__name__} was built for {list(self.modalities)}, got {sorted(unknown)}")
         if not feats:
-            raise ValueError(f"{type(self).__name__} got no modality at all")
+            raise InvalidInput(f"{type(self).__name__} got no modality at all")
 
     def presence(self, feats: dict[str, EncoderOutput]) -> dict[str, torch.Tensor]:
         """Which samples have each modality: ``{modality: [B] bool}``; refuses samples with none."""
@@ -96,7 +97,8 @@ class FusionHead(nn.Module):
                    for m in self.modalities}
         anything = torch.stack(list(present.values())).any(0)
         if not bool(anything.all()):
-            raise ValueError(f"{int((~anything).sum())} sample(s) have none of the modalities {list(self.modalities)}")
+            raise InvalidInput(f"{int((~anything).sum())} sample(s) have none of the modalities "
+                               f"{list(self.modalities)}")
         return present
 
     def pooled(self, feats: dict[str, EncoderOutput], present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -129,7 +131,7 @@ def register(name: str):
 
     def add(cls: type[FusionHead]) -> type[FusionHead]:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"fusion head {name!r} is registered twice")
+            raise InvalidInput(f"fusion head {name!r} is registered twice")
         _REGISTRY[name] = cls
         cls.registry_name = name
         return cls
@@ -138,25 +140,29 @@ def register(name: str):
 
 
 def available_heads() -> list[str]:
-    import mmemo.fusion  # noqa: F401  (importing the package registers the built-in heads)
+    """Every registered head: importing each module of ``mmemo.fusion`` registers the heads it holds."""
+    from mmemo.discovery import import_submodules
 
+    import_submodules("mmemo.fusion", skip=("base", "layers"))
     return sorted(_REGISTRY)
+
+
+def head_class(name: str) -> type[FusionHead]:
+    """The head registered as ``name``; an unknown name lists the known ones."""
+    heads = available_heads()
+    if name not in _REGISTRY:
+        raise InvalidInput(f"unknown fusion head {name!r}; available: {heads}")
+    return _REGISTRY[name]
 
 
 def head_needs_frames(name: str) -> bool:
     """Whether the registered head ``name`` reads frames (else pooled features are enough)."""
-    available_heads()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown fusion head {name!r}; available: {available_heads()}")
-    return _REGISTRY[name].needs_frames
+    return head_class(name).needs_frames
 
 
 def build_fusion(name: str, input_dims: dict[str, int], num_classes: int, **options) -> FusionHead:
     """Instantiate the head registered as ``name``."""
-    heads = available_heads()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown fusion head {name!r}; available: {heads}")
-    return _REGISTRY[name](input_dims, num_classes, **options)
+    return head_class(name)(input_dims, num_classes, **options)
 
 
 def moments(output: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,7 +34,7 @@ from mmemo.fusion.layers import CrossModalBlock, mlp, to_stride
 class CrossAttentionFusion(FusionHead):
     needs_frames = True
 
-    def __init__(self, input_dims: dict[str, int], num_classes: int, *, dim: int = 128, depth: int = 2,
+    def __init__(self, input_dims: dict[str, int], num_classes: int, *, dim: int = 64, depth: int = 2,
                  heads: int = 4, dropout: float = 0.1, hidden: int = 256, frame_stride: dict | None = None,
                  normalize: bool = True):
         super().__init__(input_dims, num_classes, normalize=normalize)

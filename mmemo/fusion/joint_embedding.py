@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput
+from mmemo.errors import InvalidInput
 from mmemo.fusion.base import FusionHead, FusionOutput, register
 from mmemo.fusion.layers import mlp
 
@@ -62,7 +63,7 @@ class JointEmbeddingFusion(FusionHead):
                  pooling: str = "mean_std"):
         super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
         if align_loss not in LOSSES:
-            raise ValueError(f"joint_embedding align_loss must be one of {LOSSES}, got {align_loss!r}")
+            raise InvalidInput(f"joint_embedding align_loss must be one of {LOSSES}, got {align_loss!r}")
         self.align_loss = align_loss
         self.align_weight = align_weight
         self.projections = nn.ModuleDict({

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput
+from mmemo.errors import InvalidInput
 from mmemo.fusion.base import FusionHead, FusionOutput, register
 from mmemo.fusion.layers import mlp
 
@@ -33,7 +34,7 @@ class LateFusion(FusionHead):
                  pooling: str = "mean_std"):
         super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
         if combine not in RULES:
-            raise ValueError(f"late fusion combine must be one of {RULES}, got {combine!r}")
+            raise InvalidInput(f"late fusion combine must be one of {RULES}, got {combine!r}")
         self.combine = combine
         self.aux_weight = aux_weight
         self.classifiers = nn.ModuleDict({m: mlp(d, hidden, num_classes, dropout) for m, d in self.pooled_dims.items()})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmemo.errors import InvalidInput
+
 
 class Standardize(nn.Module):
     """Per-feature standardisation with running statistics: what scikit-learn's ``StandardScaler``
@@ -82,7 +84,7 @@ def to_stride(output, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     remaining factor is applied, which gives the same windows.
     """
     if stride % output.stride:
-        raise ValueError(f"frames averaged over {output.stride} encoder frames cannot be re-windowed to {stride}")
+        raise InvalidInput(f"frames averaged over {output.stride} encoder frames cannot be re-windowed to {stride}")
     return downsample(output.frames, output.mask, stride // output.stride)
 
 

@@ -5,7 +5,8 @@ This is the head of emotion2vec's frozen-feature evaluation (its IEMOCAP WA
 pooled vectors are concatenated; a missing one gets its learned stand-in.
 
 ``l2`` adds ``l2 * ||W||^2`` to the training loss: a logistic regression's penalty (AdamW's decoupled
-weight decay barely regularises in a few hundred steps). The default 0.2 was chosen on validation UA of the demo corpus; with it the head matches scikit-learn's
+weight decay barely regularises in a few hundred steps).
+The default 0.2 was chosen on validation UA of the demo corpus; with it the head matches scikit-learn's
 logistic regression on the same standardised features within about a point of UA (tested).
 """
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from mmemo.encoders.base import EncoderOutput
+from mmemo.errors import InvalidInput
 from mmemo.fusion.base import FusionHead, FusionOutput, register
 
 
@@ -24,7 +26,7 @@ class LinearProbe(FusionHead):
                  normalize: bool = True, pooling: str = "mean_std"):
         super().__init__(input_dims, num_classes, normalize=normalize, pooling=pooling)
         if not 0.0 <= l2 < float("inf"):
-            raise ValueError(f"linear head l2 must be a finite number >= 0, got {l2!r}")
+            raise InvalidInput(f"linear head l2 must be a finite number >= 0, got {l2!r}")
         self.l2 = float(l2)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(sum(self.pooled_dims.values()), num_classes)

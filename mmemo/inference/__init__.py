@@ -1,6 +1,7 @@
 """Prediction with trained models: batch (``Predictor``), streaming (``StreamSession``), ``mmemo predict``."""
 
-from mmemo.inference.predictor import Prediction, Predictor, Segment, Timeline
+from mmemo.inference.predictions import Prediction
+from mmemo.inference.predictor import Predictor, Segment, Timeline
 from mmemo.inference.stream import StreamSession
 
 __all__ = ["Prediction", "Predictor", "Segment", "StreamSession", "Timeline", "predict"]

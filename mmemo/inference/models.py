@@ -17,6 +17,7 @@ import torch
 
 from mmemo.encoders.base import EncoderOutput, SpeechEncoder, TextEncoder
 from mmemo.encoders.emotion2vec_checkpoints import CONFIG_FILE, WEIGHTS_FILE
+from mmemo.errors import InvalidInput, MissingInput
 
 #: File suffixes read as mmemo checkpoints.
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -62,7 +63,7 @@ class Emotion2vecHeadModel(ScoringModel):
 
         self.encoder = Emotion2vecEncoder(source, layer="last", trainable="frozen", **encoder_options)
         if not self.encoder.has_head:
-            raise ValueError(f"{self.encoder.model_dir} has no classification head ({WEIGHTS_FILE} has no proj.*): "
+            raise InvalidInput(f"{self.encoder.model_dir} has no classification head ({WEIGHTS_FILE} has no proj.*): "
                              "it is a pre-trained SSL model, so there is nothing to predict; train a head on its "
                              "features (model.speech=emotion2vec_base) and predict with that checkpoint")
         #: tokens.txt exactly as written (released models: "生气/angry", ...).
@@ -86,27 +87,19 @@ class ClassifierModel(ScoringModel):
     """An mmemo ``EmotionClassifier``: its encoders and fusion head (text only when transcripts are given)."""
 
     def __init__(self, classifier: torch.nn.Module, model_id: str):
-        from mmemo.fusion.base import FusionHead
-
         self.classifier = classifier.eval()
         self.classes = list(classifier.classes)
         self.model_id = model_id
         self.speech = classifier.encoders["speech"] if "speech" in classifier.encoders else None
         self.text = classifier.encoders["text"] if "text" in classifier.encoders else None
-        self.fusion = isinstance(classifier.head, FusionHead)
         self.needs_frames = bool(getattr(classifier.head, "needs_frames", True))
-        self.supports_frames = self.fusion and self.speech is not None
+        self.supports_frames = bool(classifier.scores_frames) and self.speech is not None
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.classifier]
 
     def logits(self, feats: dict[str, EncoderOutput], batch: dict | None = None) -> torch.Tensor:
-        if self.fusion:
-            return self.classifier.head(feats).logits
-        if batch is None:  # e.g. Whisper label generation: the decoder reads the audio itself
-            raise NotImplementedError(f"{type(self.classifier).__name__} scores whole utterances only; "
-                                      "frame granularity needs a fusion head")
-        return self.classifier(batch).logits
+        return self.classifier.score(feats, batch)
 
 
 def display_names(labels: list[str]) -> list[str]:
@@ -137,15 +130,15 @@ def load_scoring_model(source: str | Path, device: str = "cpu", **options) -> Sc
     path = Path(text).expanduser()
     if path.is_file():
         if options:
-            raise ValueError(f"options {sorted(options)} apply to FunASR model directories, not to checkpoint {path}")
+            raise InvalidInput(f"options {sorted(options)} apply to FunASR model directories, not to checkpoint {path}")
         return ClassifierModel(load_classifier(path, map_location=device), text).to(device)
     if path.is_dir():
         if not is_funasr_dir(path):
-            raise FileNotFoundError(f"{path} is a folder but not a FunASR model directory ({CONFIG_FILE} and "
+            raise MissingInput(f"{path} is a folder but not a FunASR model directory ({CONFIG_FILE} and "
                                     f"{WEIGHTS_FILE} expected); pass an mmemo checkpoint file (.ckpt) or a FunASR "
                                     "emotion2vec(+) folder")
         return Emotion2vecHeadModel(text, **options).to(device)
     if path.suffix in CHECKPOINT_SUFFIXES or text.startswith(("/", ".", "~")):
-        raise FileNotFoundError(f"model not found: {text} (expected an mmemo checkpoint, a FunASR model "
+        raise MissingInput(f"model not found: {text} (expected an mmemo checkpoint, a FunASR model "
                                 "directory or a hub id like iic/emotion2vec_plus_base)")
     return Emotion2vecHeadModel(text, **options).to(device)  # a hub id: resolved (or refused) by the encoder

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmemo.inference.predictor import Prediction
+from mmemo.errors import InvalidInput
+from mmemo.inference.predictions import Prediction
 from mmemo.textfiles import dumps_json
 
 FORMATS = ("json", "jsonl", "csv")
@@ -26,7 +27,7 @@ def render_predictions(predictions: list[Prediction], fmt: str, classes: list[st
     their ``error``). Probability columns are ``p_<class>`` in the model's class order.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        raise InvalidInput(f"format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "json":
         return dumps_json([p.to_dict() for p in predictions], ensure_ascii=False, indent=1) + "\n"
     if fmt == "jsonl":

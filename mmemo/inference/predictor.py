@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +36,12 @@ from mmemo.data.audio import (
 )
 from mmemo.data.batching import length_sorted_batches
 from mmemo.encoders.base import EncoderOutput
+from mmemo.errors import InvalidInput
 from mmemo.fusion.base import masked_mean
 from mmemo.inference.inputs import InputItem, collect_inputs
 from mmemo.inference.models import ClassifierModel, ScoringModel, load_scoring_model
+from mmemo.inference.predictions import NON_FINITE, Prediction, check_waveform
+from mmemo.inference.stream import StreamSession
 from mmemo.inference.timeline import (
     Segment,
     Timeline,
@@ -50,59 +52,15 @@ from mmemo.inference.timeline import (
     window_sequences,
 )
 
-__all__ = ["GRANULARITIES", "Prediction", "Predictor", "Segment", "Timeline"]
+__all__ = ["GRANULARITIES", "Predictor", "Segment", "Timeline"]
 
 log = logging.getLogger(__name__)
 
 GRANULARITIES = ("utterance", "frame")
 #: Predictor options (the rest of ``from_source``'s options go to the model loader).
+#: Defaults of the predictor's batching, also those of ``mmemo predict``.
+BATCH_SIZE, BATCH_SECONDS, MAX_SECONDS = 16, 32.0, 30.0
 PREDICTOR_OPTIONS = ("batch_seconds", "batch_size", "max_seconds", "window_rows", "silence_dbfs")
-#: Why a clip's result is refused when the model's scores are not numbers.
-NON_FINITE = "the model produced non-finite scores (NaN or infinity) for this clip"
-
-
-@dataclass
-class Prediction:
-    """One clip's result. On failure ``error`` says why and the score fields are empty."""
-
-    audio_id: str
-    label: str | None
-    confidence: float | None
-    scores: dict[str, float]
-    duration: float
-    timeline: Timeline | None = None
-    embedding: np.ndarray | None = None
-    error: str | None = None
-    #: Utterance scores were computed on the first ``max_seconds`` of a longer clip.
-    cropped: bool = False
-    path: str | None = None
-    logits: np.ndarray | None = field(default=None, repr=False)
-
-    @classmethod
-    def failed(cls, audio_id: str, error: str, path: str | None = None, duration: float = 0.0) -> Prediction:
-        return cls(audio_id, None, None, {}, duration, error=error, path=path)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self, embedding: bool = False) -> dict:
-        """JSON-ready: floats rounded to 5 digits; the embedding only when asked (it is saved as .npy)."""
-        out = {"audio_id": self.audio_id, "label": self.label,
-               "confidence": None if self.confidence is None else round(self.confidence, 5),
-               "scores": {k: round(v, 5) for k, v in self.scores.items()},
-               "duration": round(self.duration, 3), "error": self.error}
-        if self.path is not None:
-            out["path"] = self.path
-        if self.cropped:
-            out["cropped"] = True
-        if self.timeline is not None:
-            out["timeline"] = self.timeline.to_dict()
-        if embedding and self.embedding is not None:
-            out["embedding"] = [round(float(v), 6) for v in self.embedding]
-        return out
-
-
 class Predictor:
     """Batched, length-bucketed scoring of 16 kHz waveforms with one loaded model.
 
@@ -116,14 +74,14 @@ class Predictor:
 
     sample_rate: int = SAMPLE_RATE
 
-    def __init__(self, model: ScoringModel, device: str | torch.device = "cpu", *, batch_seconds: float = 32.0,
-                 batch_size: int = 16, max_seconds: float = 30.0, window_rows: int = 512,
+    def __init__(self, model: ScoringModel, device: str | torch.device = "cpu", *, batch_seconds: float = BATCH_SECONDS,
+                 batch_size: int = BATCH_SIZE, max_seconds: float = MAX_SECONDS, window_rows: int = 512,
                  silence_dbfs: float | None = SILENCE_DBFS):
         if model.speech is None:
-            raise ValueError(f"{model.model_id} has no speech encoder (a text-only model): "
+            raise InvalidInput(f"{model.model_id} has no speech encoder (a text-only model): "
                              "prediction classifies audio")
         if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+            raise InvalidInput(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         check_seconds(batch_seconds, "batch_seconds")
         check_seconds(max_seconds, "max_seconds")
         silence_peak(silence_dbfs)
@@ -178,7 +136,7 @@ class Predictor:
         """
         self._check_request(granularity, smooth)
         if len(ids) != len(waveforms) or (texts is not None and len(texts) != len(waveforms)):
-            raise ValueError(f"got {len(waveforms)} waveforms, {len(ids)} ids"
+            raise InvalidInput(f"got {len(waveforms)} waveforms, {len(ids)} ids"
                              + ("" if texts is None else f" and {len(texts)} texts"))
         results: list[Prediction | None] = [None] * len(waveforms)
         waves: dict[int, np.ndarray] = {}
@@ -329,9 +287,9 @@ class Predictor:
     # -- internals -----------------------------------------------------------------------
     def _check_request(self, granularity: str, smooth: int) -> None:
         if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+            raise InvalidInput(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
         if not isinstance(smooth, (int, np.integer)) or smooth < 1:
-            raise ValueError(f"smooth must be a whole number of frames >= 1, got {smooth!r}")
+            raise InvalidInput(f"smooth must be a whole number of frames >= 1, got {smooth!r}")
         if granularity == "frame" and not self.model.supports_frames:
             raise NotImplementedError(f"{self.model_id} has no head that scores frames "
                                       f"({type(getattr(self.model, 'classifier', self.model)).__name__}); "
@@ -435,8 +393,6 @@ class Predictor:
 
     def _long_session(self, smooth: int, text: str | None):
         """Overlapping windows of ``max_seconds`` (2 s of context each side) for clips longer than one pass."""
-        from mmemo.inference.stream import StreamSession
-
         context = min(2.0, self.max_seconds / 4)
         return StreamSession(self, hop_seconds=self.max_seconds - 2 * context, context_seconds=context,
                              lookahead_seconds=context, smooth=smooth, text=text)
@@ -447,20 +403,6 @@ class Predictor:
         parts = [session.push_logits(wave), session.finish_logits()]
         times = np.concatenate([p[0] for p in parts])
         return times, np.concatenate([p[1] for p in parts])
-
-
-def check_waveform(wave: np.ndarray) -> np.ndarray:
-    """A 1-D finite float waveform as contiguous float32, or ValueError saying what is wrong."""
-    wave = np.asarray(wave)
-    if wave.ndim != 1:
-        raise ValueError(f"expected a mono waveform [samples], got shape {wave.shape}")
-    if wave.size == 0:
-        raise ValueError("empty waveform (0 samples)")
-    if not np.issubdtype(wave.dtype, np.floating):
-        raise ValueError(f"expected float samples in [-1, 1], got dtype {wave.dtype}")
-    if not np.isfinite(wave).all():
-        raise ValueError("waveform contains NaN or infinite samples")
-    return np.ascontiguousarray(wave, dtype=np.float32)
 
 
 def _str(path: Path | None) -> str | None:

@@ -20,10 +20,16 @@ arrived, plus the compute time of one segment. Compute per second of audio is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from mmemo.inference.predictor import NON_FINITE, Predictor
+from mmemo.errors import InvalidInput
+from mmemo.inference.predictions import NON_FINITE
 from mmemo.inference.timeline import frame_times, softmax
+
+if TYPE_CHECKING:  # the predictor builds sessions for long clips: no import at run time
+    from mmemo.inference.predictor import Predictor
 
 ENCODINGS = ("pcm_s16le", "f32le")
 
@@ -45,12 +51,12 @@ class StreamSession:
                  lookahead_seconds: float = 0.5, smooth: int = 1, encoding: str = "pcm_s16le",
                  text: str | None = None):
         if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+            raise InvalidInput(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         if hop_seconds <= 0 or context_seconds < 0 or lookahead_seconds < 0:
-            raise ValueError(f"hop_seconds must be > 0 and context/lookahead >= 0, got {hop_seconds}, "
+            raise InvalidInput(f"hop_seconds must be > 0 and context/lookahead >= 0, got {hop_seconds}, "
                              f"{context_seconds}, {lookahead_seconds}")
         if smooth < 1:
-            raise ValueError(f"smooth must be >= 1 frame, got {smooth}")
+            raise InvalidInput(f"smooth must be >= 1 frame, got {smooth}")
         if not predictor.supports_frames:
             raise NotImplementedError(f"{predictor.model_id} cannot score frames, so it cannot stream")
         self.predictor = predictor
@@ -100,7 +106,7 @@ class StreamSession:
 
     def push_logits(self, chunk) -> tuple[np.ndarray, np.ndarray]:
         if self._finished:
-            raise ValueError("the stream is finished; start a new StreamSession")
+            raise InvalidInput("the stream is finished; start a new StreamSession")
         samples = decode_chunk(chunk, self.encoding)
         self._buffer = np.concatenate([self._buffer, samples])
         self._received += len(samples)
@@ -111,7 +117,7 @@ class StreamSession:
 
     def finish_logits(self) -> tuple[np.ndarray, np.ndarray]:
         if self._finished:
-            raise ValueError("the stream is already finished")
+            raise InvalidInput("the stream is already finished")
         self._finished = True
         out = [self._emit(self._received, None)] if self._received > self._emitted * self.frame_step else []
         return self._join(out)
@@ -131,7 +137,7 @@ class StreamSession:
         begin = self._emitted - first
         stop = len(logits) if last_frame is None else min(len(logits), last_frame - first)
         if last_frame is not None and stop <= begin:
-            raise ValueError(f"hop_seconds + lookahead_seconds ({self.latency_seconds:.3f} s) is shorter than "
+            raise InvalidInput(f"hop_seconds + lookahead_seconds ({self.latency_seconds:.3f} s) is shorter than "
                              "one frame of this encoder; use a longer hop or lookahead")
         new = logits[max(begin, 0): max(stop, begin)]
         times = frame_times(len(new), self.predictor.frame_rate, first=self._emitted)
@@ -154,20 +160,20 @@ def decode_chunk(chunk, encoding: str = "pcm_s16le") -> np.ndarray:
         width = 2 if encoding == "pcm_s16le" else 4
         if len(data) % width:
             kind = "odd byte count" if width == 2 else "byte count not a multiple of 4"
-            raise ValueError(f"malformed {encoding} chunk: {kind} ({len(data)} bytes); "
+            raise InvalidInput(f"malformed {encoding} chunk: {kind} ({len(data)} bytes); "
                              f"each sample is {width} bytes")
         samples = np.frombuffer(data, dtype="<i2" if width == 2 else "<f4")
     elif isinstance(chunk, np.ndarray):
         samples = chunk
         if samples.ndim != 1:
-            raise ValueError(f"malformed chunk: expected mono samples [N], got shape {samples.shape}")
+            raise InvalidInput(f"malformed chunk: expected mono samples [N], got shape {samples.shape}")
     else:
-        raise ValueError(f"malformed chunk: expected bytes or a numpy array, got {type(chunk).__name__}")
+        raise InvalidInput(f"malformed chunk: expected bytes or a numpy array, got {type(chunk).__name__}")
     if samples.dtype == np.int16:
         return samples.astype(np.float32) / 32768.0
     if not np.issubdtype(samples.dtype, np.floating):
-        raise ValueError(f"malformed chunk: samples must be int16 or float, got {samples.dtype}")
+        raise InvalidInput(f"malformed chunk: samples must be int16 or float, got {samples.dtype}")
     samples = samples.astype(np.float32)
     if not np.isfinite(samples).all():
-        raise ValueError("malformed chunk: contains NaN or infinite samples")
+        raise InvalidInput("malformed chunk: contains NaN or infinite samples")
     return samples

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mmemo.errors import InvalidInput
+
 
 @dataclass
 class Segment:
@@ -65,7 +67,7 @@ def window_bounds(count: int, smooth: int) -> tuple[np.ndarray, np.ndarray]:
     after it, cut at the clip's edges.
     """
     if smooth < 1:
-        raise ValueError(f"smooth must be a window of at least 1 frame, got {smooth}")
+        raise InvalidInput(f"smooth must be a window of at least 1 frame, got {smooth}")
     index = np.arange(count)
     return np.maximum(index - (smooth - 1) // 2, 0), np.minimum(index + smooth // 2 + 1, count)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmemo.data.audio import SAMPLE_RATE, AudioError, load_audio
+from mmemo.errors import InvalidInput, UserError
 from mmemo.monitor.batching import PredictionBatcher
 from mmemo.monitor.delivery import AlertDispatcher, Transport
 from mmemo.monitor.engine import Alert, AlertEngine
@@ -27,7 +28,7 @@ from mmemo.monitor.store import ResultStore
 log = logging.getLogger(__name__)
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError, ValueError):
     """Audio the service cannot analyse (undecodable, too long, ...): a client error."""
 
     def __init__(self, message: str, status: int = 422):
@@ -40,7 +41,7 @@ def load_predictor(settings: MonitorSettings):
     from mmemo.inference.predictor import Predictor
 
     if not settings.model:
-        raise ValueError("--model is required: an mmemo .ckpt, a FunASR emotion2vec(+) folder or a hub id")
+        raise InvalidInput("--model is required: an mmemo .ckpt, a FunASR emotion2vec(+) folder or a hub id")
     options = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
     return Predictor.from_source(settings.model, device=settings.device, **options)
 
@@ -194,12 +195,13 @@ class Monitor:
         return str(path.resolve())
 
     def open_stream(self, *, channel: str = "default", audio_id: str | None = None,
-                    sample_format: str = "s16le") -> "LiveStream":
+                    sample_format: str = "s16le") -> LiveStream:
         return LiveStream(self, channel, audio_id or uuid.uuid4().hex, sample_format)
 
     def health(self) -> dict:
         rules = self.rules_file.ruleset.rules
-        return {"status": "degraded" if self.rules_file.last_error else "ok", "model_id": self.model_id, "classes": self.classes,
+        return {"status": "degraded" if self.rules_file.last_error else "ok", "model_id": self.model_id,
+                "classes": self.classes,
                 "frame_rate": 1.0 / self.frame_period, "uptime_s": round(self.clock() - self.started, 1),
                 "rules": {"count": len(rules), "version": self.rules_file.version, "file": self.rules_file.path.name,
                           "error": self.rules_file.last_error},

@@ -58,7 +58,8 @@ class AlertDispatcher:
     rule's backoff (tests and benchmarks use ~0). ``allowed_hosts`` skip the destination checks.
     """
 
-    def __init__(self, store: ResultStore, transport: Transport | None = None, *, clock: Callable[[], float] = time.time,
+    def __init__(self, store: ResultStore, transport: Transport | None = None, *,
+                 clock: Callable[[], float] = time.time,
                  backoff_scale: float = 1.0, allowed_hosts: Collection[str] = ()):
         self.store = store
         self._transport = transport

@@ -15,6 +15,8 @@ import socket
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
+from mmemo.errors import UserError
+
 #: Names that cloud providers answer with instance metadata.
 METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
                             "instance-data.ec2.internal", "metadata.azure.internal"})
@@ -23,7 +25,7 @@ METADATA_ADDRESSES = frozenset({ipaddress.ip_address(a) for a in
                                 ("fd00:ec2::254", "100.100.100.200", "192.0.0.192")})
 
 
-class DestinationError(ValueError):
+class DestinationError(UserError, ValueError):
     """A webhook URL pointing somewhere the monitor refuses to send to."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mmemo.errors import InvalidInput
 from mmemo.monitor.rules import PRIORITIES, Rule, RuleSet
 
 Clock = Callable[[], float]
@@ -107,7 +108,7 @@ class AlertEngine:
         return self._rules()
 
     def session(self, channel: str, audio_id: str, frame_period: float, start_time: float | None = None,
-                clock: Clock = time.time) -> "RuleSession":
+                clock: Clock = time.time) -> RuleSession:
         """Windows for one piece of audio whose frame 0 began at ``start_time`` (epoch s)."""
         return RuleSession(self, channel, audio_id, frame_period, clock() if start_time is None else start_time)
 
@@ -130,7 +131,7 @@ class RuleSession:
 
     def __init__(self, engine: AlertEngine, channel: str, audio_id: str, frame_period: float, start_time: float):
         if frame_period <= 0:
-            raise ValueError(f"frame_period must be > 0, got {frame_period}")
+            raise InvalidInput(f"frame_period must be > 0, got {frame_period}")
         self.engine, self.channel, self.audio_id = engine, channel, audio_id
         self.frame_period, self.start_time = frame_period, start_time
         self._windows: dict[str, _Window] = {}
@@ -152,7 +153,7 @@ class RuleSession:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim != 2 or probs.shape[0] != times.shape[0] or probs.shape[1] != len(self.engine.classes):
-            raise ValueError(f"expected probs [T={times.shape[0]}, C={len(self.engine.classes)}], "
+            raise InvalidInput(f"expected probs [T={times.shape[0]}, C={len(self.engine.classes)}], "
                              f"got {list(probs.shape)}")
         alerts: list[Alert] = []
         for window in self._current_windows():

@@ -44,7 +44,7 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send) -> None:
         error = BodyTooLarge(self.limit)
-        body = ('{"detail": "%s"}' % error.detail).encode()
+        body = f'{{"detail": "{error.detail}"}}'.encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mmemo.errors import UserError
 from mmemo.monitor.destinations import check_url
 from mmemo.textfiles import TextFileError, loads_yaml, read_text
 
@@ -41,7 +42,7 @@ _ACTION_FIELDS = {"log": {"type", "level"},
                   "webhook": {"type", "url", "retries", "backoff", "timeout", "headers"}}
 
 
-class RulesError(ValueError):
+class RulesError(UserError, ValueError):
     """A rules file that cannot be used; the message names the file, rule and field."""
 
 
@@ -104,7 +105,7 @@ class RuleSet:
     def for_channel(self, channel: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.applies_to(channel)]
 
-    def fit_classes(self, classes: Sequence[str], *, strict: bool = True) -> "RuleSet":
+    def fit_classes(self, classes: Sequence[str], *, strict: bool = True) -> RuleSet:
         """The rules with emotion names spelled as the model's classes (matched case-insensitively).
 
         ``strict`` (a user's rules file): a name that is no class of the model is an error, with

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from mmemo.arguments import option, optional_dbfs
 from mmemo.data.audio import SILENCE_DBFS, silence_peak
+from mmemo.errors import UserError
 
 #: Environment variable read when ``--token`` is not given (keeps the token out of ``ps``).
 TOKEN_ENV = "MMEMO_MONITOR_TOKEN"
@@ -18,7 +20,7 @@ MIN_TOKEN_LENGTH = 16
 MIN_TOKEN_DISTINCT = 8
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A service option that cannot work; the message names the option."""
 
 
@@ -44,42 +46,56 @@ def is_loopback(host: str) -> bool:
 
 @dataclass
 class MonitorSettings:
-    model: str | None = None  # mmemo .ckpt | FunASR emotion2vec(+) dir | hub id
-    device: str = "cpu"
-    compute_dtype: str | None = None  # e.g. "bfloat16" (FunASR emotion2vec folders; passed to the encoder)
-    host: str = "127.0.0.1"
-    port: int = 8000
-    token: str | None = None
-    insecure_local: bool = False
-    db_url: str | None = None  # default: sqlite:///<data_dir>/monitor.db
-    data_dir: Path = Path("runs/monitor")
-    rules: Path | None = None  # default: configs/monitor/rules.yaml
+    """The service's options; fields declared with :func:`~mmemo.arguments.option` are its command line."""
+
+    model: str | None = option(None, required=True,
+                               help="mmemo checkpoint (.ckpt), FunASR emotion2vec(+) folder or hub id")
+    device: str = option("cpu", help="torch device for the model")
+    compute_dtype: str | None = option(None, choices=("float32", "bfloat16"),
+                                       help="encoder compute dtype for FunASR emotion2vec folders "
+                                            "(bfloat16: ~2x faster on CPUs with bf16)")
+    host: str = option("127.0.0.1", help="address to listen on")
+    port: int = option(8000, help="port to listen on")
+    token: str | None = option(None, help=f"bearer token (default: ${TOKEN_ENV}; prefer the env var)")
+    insecure_local: bool = option(False, help="no token; only allowed with a loopback --host (demos)")
+    db_url: str | None = option(None, help="SQLAlchemy URL, e.g. postgresql+psycopg://... "
+                                           "(default: SQLite DATA_DIR/monitor.db)")
+    data_dir: Path = option(Path("runs/monitor"), help="SQLite file and embeddings")
+    rules: Path | None = option(None, help="rules YAML (default: configs/monitor/rules.yaml); hot-reloaded")
     rules_poll_seconds: float = 1.0
-    watch: Path | None = None
+    watch: Path | None = option(None, metavar="DIR", help="also analyse audio files dropped into DIR")
     watch_poll_seconds: float = 1.0
     watch_channel: str = "watch"
-    embeddings: bool = False  # save one .npy per analysed clip under data_dir/embeddings
-    smooth: int = 1  # frames per score window (see mmemo.inference.timeline)
+    embeddings: bool = option(False, help="save each clip's embedding (.npy) in DATA_DIR")
+    smooth: int = option(1, help="frames per frame-score window (1 = none; see mmemo.inference.timeline)")
     # StreamSession segments: compute per audio second is (context + hop + lookahead) / hop
-    stream_hop_s: float = 1.0
-    stream_context_s: float = 1.0
-    stream_lookahead_s: float = 0.5
-    max_upload_mb: float = 25.0
-    max_duration_s: float = 600.0  # per upload
-    max_stream_s: float = 4 * 3600.0  # per stream session
+    stream_hop_s: float = option(1.0, flag="--stream-hop",
+                                 help="seconds of new audio per streamed segment (latency vs compute)")
+    stream_context_s: float = option(1.0, flag="--stream-context",
+                                     help="seconds of past audio re-encoded with each segment")
+    stream_lookahead_s: float = option(0.5, flag="--stream-lookahead", help="seconds of future audio a frame waits for")
+    max_upload_mb: float = option(25.0, help="largest upload, MB")
+    max_duration_s: float = option(600.0, flag="--max-duration", help="seconds per upload")
+    max_stream_s: float = option(4 * 3600.0, flag="--max-stream", help="seconds per stream session")
     max_chunk_bytes: int = 1 << 20  # per WebSocket message
-    cors_origins: list[str] = field(default_factory=list)  # empty: CORS off
-    retention_days: float | None = None
-    hash_ids: bool = False
+    cors_origins: list[str] = option(default_factory=list, flag="--cors-origin",
+                                     help="allow this origin (repeatable; CORS is off by default)")
+    retention_days: float | None = option(None, help="delete results older than this (default: keep)")
+    hash_ids: bool = option(False, help=f"store salted hashes of audio ids (salt: ${SALT_ENV})")
     salt: str | None = None
-    batch_size: int = 8  # analyze requests folded into one model call
+    batch_size: int = option(8, help="uploads folded into one model call")
     batch_wait_ms: float = 5.0
     webhook_backoff_scale: float = 1.0
-    webhook_allow_hosts: list[str] = field(default_factory=list)  # skip the link-local/metadata refusal
-    silence_dbfs: float | None = SILENCE_DBFS  # uploads whose peak is below this are refused as silent
-    max_concurrent_decodes: int = 2  # uploads decoded at once (each holds up to max_duration_s of audio)
+    webhook_allow_hosts: list[str] = option(default_factory=list, flag="--allow-webhook-host", metavar="HOST",
+                                            help="let webhooks reach HOST even if it is link-local or a cloud "
+                                                 "metadata name (repeatable)")
+    silence_dbfs: float | None = option(SILENCE_DBFS, parse=optional_dbfs,
+                                        help="uploads whose peak is below this level (dBFS) are refused as silent; "
+                                             "none: no check")
+    max_concurrent_decodes: int = option(2, help="uploads decoded at once (each holds up to --max-duration of "
+                                                 "audio: bounds the memory peak)")
 
-    def resolve(self) -> "MonitorSettings":
+    def resolve(self) -> MonitorSettings:
         """Fill defaults from the environment and refuse unsafe or impossible combinations."""
         self.data_dir = Path(self.data_dir)
         if self.token is None:

@@ -10,7 +10,6 @@ cheap. Privacy: ``hash_ids`` stores a salted SHA-256 of every audio id instead o
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 from dataclasses import dataclass
@@ -20,14 +19,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
     create_engine,
     delete,
     event,
@@ -36,106 +27,24 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+
+from mmemo.errors import MissingDependency
+from mmemo.monitor.schema import (
+    AlertRow,
+    Base,
+    DeadLetterRow,
+    DeliveryRow,
+    RecordRow,
+    TimelineRow,
+    as_utc,
+    decode_timeline,
+    encode_timeline,
+    iso_utc,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class RecordRow(Base):
-    __tablename__ = "records"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    audio_id: Mapped[str] = mapped_column(String(256), index=True)
-    channel: Mapped[str] = mapped_column(String(128), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    source: Mapped[str] = mapped_column(String(16))  # upload | stream | watch
-    model_id: Mapped[str] = mapped_column(String(512))
-    granularity: Mapped[str] = mapped_column(String(16))  # utterance | frame
-    label: Mapped[str | None] = mapped_column(String(64), index=True)  # top emotion
-    confidence: Mapped[float | None] = mapped_column(Float)
-    scores: Mapped[dict] = mapped_column(JSON)
-    duration: Mapped[float] = mapped_column(Float)
-    embedding_path: Mapped[str | None] = mapped_column(Text)
-    alert_count: Mapped[int] = mapped_column(Integer, default=0, index=True)
-    alert_rules: Mapped[list] = mapped_column(JSON, default=list)
-    timeline_id: Mapped[int | None] = mapped_column(ForeignKey("timelines.id", ondelete="SET NULL"))
-    error: Mapped[str | None] = mapped_column(Text)
-
-
-class TimelineRow(Base):
-    """Frame scores as an ``.npz`` blob: ``times [T]`` float32 s, ``scores [T,C]`` float32."""
-
-    __tablename__ = "timelines"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    classes: Mapped[list] = mapped_column(JSON)
-    frames: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class AlertRow(Base):
-    __tablename__ = "alerts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    record_id: Mapped[int | None] = mapped_column(ForeignKey("records.id", ondelete="SET NULL"), index=True)
-    audio_id: Mapped[str] = mapped_column(String(256), index=True)
-    channel: Mapped[str] = mapped_column(String(128), index=True)
-    rule: Mapped[str] = mapped_column(String(128), index=True)
-    priority: Mapped[str] = mapped_column(String(16))
-    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    start: Mapped[float] = mapped_column(Float)
-    end: Mapped[float] = mapped_column(Float)
-    score: Mapped[float] = mapped_column(Float)
-    threshold: Mapped[float] = mapped_column(Float)
-    emotions: Mapped[list] = mapped_column(JSON)
-    description: Mapped[str] = mapped_column(Text, default="")
-    delivery: Mapped[str] = mapped_column(String(16), default="none")  # none | pending | delivered | dead
-
-
-class DeadLetterRow(Base):
-    """A webhook that failed every attempt: kept with its payload so it can be replayed."""
-
-    __tablename__ = "dead_letters"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
-    url: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict] = mapped_column(JSON)
-    attempts: Mapped[int] = mapped_column(Integer)
-    last_error: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-
-
-class DeliveryRow(Base):
-    """A webhook delivery that outlives the process: resumed at start until delivered or dead.
-
-    Times are epoch seconds (floats compare the same on every database). ``lease_until`` marks a
-    delivery one process is attempting, so two monitors on one PostgreSQL never send it at once;
-    a lease left by a killed process simply expires.
-    """
-
-    __tablename__ = "deliveries"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
-    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
-    url: Mapped[str] = mapped_column(Text)
-    action: Mapped[dict] = mapped_column(JSON)  # retries, backoff, timeout, headers
-    payload: Mapped[dict] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | delivered | dead
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
-    lease_until: Mapped[float | None] = mapped_column(Float)
-    last_error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass
@@ -154,29 +63,6 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = _aware(value)
-    return value.isoformat() if value else None
-
-
-def encode_timeline(times: np.ndarray, scores: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, times=np.asarray(times, np.float32), scores=np.asarray(scores, np.float32))
-    return buffer.getvalue()
-
-
-def decode_timeline(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(io.BytesIO(data)) as arrays:
-        return arrays["times"], arrays["scores"]
-
-
 class ResultStore:
     """All database access of the monitor; safe to share between threads."""
 
@@ -190,7 +76,7 @@ class ResultStore:
             self.engine: Engine = create_engine(
                 url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30} if self.is_sqlite else {})
         except ModuleNotFoundError as error:
-            raise RuntimeError(f"database URL {url.split('@')[-1]!r} needs the driver module {error.name!r}: "
+            raise MissingDependency(f"database URL {url.split('@')[-1]!r} needs the driver module {error.name!r}: "
                                f"install it (e.g. pip install psycopg[binary] for postgresql+psycopg://)") from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -332,7 +218,7 @@ class ResultStore:
         query = select(AlertRow.rule, AlertRow.channel, func.max(AlertRow.fired_at)).group_by(AlertRow.rule,
                                                                                              AlertRow.channel)
         with self._sessions() as session:
-            return {(rule, channel): _aware(fired).timestamp() for rule, channel, fired in session.execute(query)}
+            return {(rule, channel): as_utc(fired).timestamp() for rule, channel, fired in session.execute(query)}
 
     def delete_audio(self, audio_id: str) -> dict:
         """Forget one audio id: its records, timelines, alerts and embedding files (privacy)."""
@@ -432,7 +318,7 @@ class ResultStore:
         query = query.order_by(AlertRow.fired_at.desc(), AlertRow.id.desc()).limit(limit)
         with self._sessions() as session:
             return [{"id": a.id, "record_id": a.record_id, "audio_id": a.audio_id, "channel": a.channel,
-                     "rule": a.rule, "priority": a.priority, "fired_at": _iso(a.fired_at), "start": a.start,
+                     "rule": a.rule, "priority": a.priority, "fired_at": iso_utc(a.fired_at), "start": a.start,
                      "end": a.end, "score": a.score, "threshold": a.threshold, "emotions": a.emotions,
                      "description": a.description, "delivery": a.delivery} for a in session.scalars(query)]
 
@@ -440,7 +326,7 @@ class ResultStore:
         query = select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)
         with self._sessions() as session:
             return [{"id": d.id, "alert_id": d.alert_id, "url": d.url, "payload": d.payload, "attempts": d.attempts,
-                     "last_error": d.last_error, "created_at": _iso(d.created_at)} for d in session.scalars(query)]
+                     "last_error": d.last_error, "created_at": iso_utc(d.created_at)} for d in session.scalars(query)]
 
     def stats(self, *, since: datetime | None = None, channel: str | None = None, bucket: str = "hour") -> dict:
         """Label counts and per-bucket label counts over stored records (the UI's charts)."""
@@ -455,7 +341,7 @@ class ResultStore:
         with self._sessions() as session:
             for created, label in session.execute(query):
                 distribution[label] = distribution.get(label, 0) + 1
-                start = int(_aware(created).timestamp() // width * width)
+                start = int(as_utc(created).timestamp() // width * width)
                 trend.setdefault(start, {})
                 trend[start][label] = trend[start].get(label, 0) + 1
         return {"distribution": distribution, "bucket": bucket,
@@ -464,7 +350,7 @@ class ResultStore:
 
     @staticmethod
     def _record_dict(row: RecordRow) -> dict:
-        return {"id": row.id, "audio_id": row.audio_id, "channel": row.channel, "created_at": _iso(row.created_at),
+        return {"id": row.id, "audio_id": row.audio_id, "channel": row.channel, "created_at": iso_utc(row.created_at),
                 "source": row.source, "model_id": row.model_id, "granularity": row.granularity,
                 "label": row.label, "confidence": row.confidence, "scores": row.scores, "duration": row.duration,
                 "embedding_path": row.embedding_path, "alert_count": row.alert_count,

@@ -29,7 +29,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mmemo.monitor.analysis import AnalysisError, Monitor
-from mmemo.monitor.auth import AUTH_TIMEOUT_S, require_token, websocket_header_token, websocket_token_valid
+from mmemo.monitor.auth import (
+    AUTH_TIMEOUT_S,
+    require_token,
+    websocket_header_token,
+    websocket_token_valid,
+)
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mmemo.errors import InvalidInput
+
 
 @dataclass(frozen=True)
 class Param:
@@ -77,33 +79,33 @@ def _parse_one(name: str, text: str, when: tuple[str, str] | None) -> Param | st
     tags = set(getattr(sweep, "tags", ()) or ())
     unknown = tags - {"log", "int"}
     if unknown:
-        raise ValueError(f"search space {name}: unknown tag(s) {sorted(unknown)}; use log and/or int")
+        raise InvalidInput(f"search space {name}: unknown tag(s) {sorted(unknown)}; use log and/or int")
     if isinstance(sweep, ChoiceSweep):
         if tags:
-            raise ValueError(f"search space {name}: tags apply to interval/range, not choice")
+            raise InvalidInput(f"search space {name}: tags apply to interval/range, not choice")
         return Param(name, "choice", choices=tuple(sweep.list), when=when)
     if isinstance(sweep, RangeSweep):
         numbers = (sweep.start, sweep.stop, sweep.step)
         if sweep.step <= 0:
-            raise ValueError(f"search space {name}: range step must be positive")
+            raise InvalidInput(f"search space {name}: range step must be positive")
         values = []
         current = sweep.start
         while current < sweep.stop:
             values.append(current)
             current += sweep.step
         if not values:
-            raise ValueError(f"search space {name}: range({sweep.start}, {sweep.stop}) is empty")
+            raise InvalidInput(f"search space {name}: range({sweep.start}, {sweep.stop}) is empty")
         kind = "int" if all(isinstance(v, int) for v in numbers) else "float"
         return Param(name, kind, low=values[0], high=values[-1], step=sweep.step, log="log" in tags, when=when)
     if isinstance(sweep, IntervalSweep):
         if sweep.start >= sweep.end:
-            raise ValueError(f"search space {name}: interval({sweep.start}, {sweep.end}) needs start < end")
+            raise InvalidInput(f"search space {name}: interval({sweep.start}, {sweep.end}) needs start < end")
         if "log" in tags and sweep.start <= 0:
-            raise ValueError(f"search space {name}: a log interval needs start > 0")
+            raise InvalidInput(f"search space {name}: a log interval needs start > 0")
         if "int" in tags:
             return Param(name, "int", low=int(sweep.start), high=int(sweep.end), log="log" in tags, when=when)
         return Param(name, "float", low=float(sweep.start), high=float(sweep.end), log="log" in tags, when=when)
-    raise ValueError(f"search space {name}: {text!r} is not choice(...), range(...) or interval(...)")
+    raise InvalidInput(f"search space {name}: {text!r} is not choice(...), range(...) or interval(...)")
 
 
 def parse_search_space(params: Mapping[str, Any] | None, extra: list[str] = ()) -> SearchSpace:
@@ -113,7 +115,7 @@ def parse_search_space(params: Mapping[str, Any] | None, extra: list[str] = ()) 
         if isinstance(value, Mapping):
             condition_key, sep, condition_value = str(key).partition("=")
             if not sep:
-                raise ValueError(f"search space: the block {key!r} must be named KEY=VALUE (its condition)")
+                raise InvalidInput(f"search space: the block {key!r} must be named KEY=VALUE (its condition)")
             for name, text in value.items():
                 entries.append((str(name), str(text), (condition_key.strip(), condition_value.strip())))
         else:
@@ -121,7 +123,7 @@ def parse_search_space(params: Mapping[str, Any] | None, extra: list[str] = ()) 
     for override in extra:
         name, sep, text = override.partition("=")
         if not sep:
-            raise ValueError(f"expected KEY=VALUE, got {override!r}")
+            raise InvalidInput(f"expected KEY=VALUE, got {override!r}")
         entries = [e for e in entries if e[0] != name] + [(name, text, None)]
     params_out, fixed = [], []
     for name, text, when in entries:
@@ -129,12 +131,12 @@ def parse_search_space(params: Mapping[str, Any] | None, extra: list[str] = ()) 
         if isinstance(parsed, Param):
             params_out.append(parsed)
         elif when is not None:
-            raise ValueError(f"search space {name}: fixed values inside a conditional block are not supported")
+            raise InvalidInput(f"search space {name}: fixed values inside a conditional block are not supported")
         else:
             fixed.append(parsed)
     names = {p.name for p in params_out}
     for param in params_out:
         if param.when and param.when[0] not in names:
-            raise ValueError(f"search space {param.name}: its condition {param.when[0]!r} is not a searched key")
+            raise InvalidInput(f"search space {param.name}: its condition {param.when[0]!r} is not a searched key")
     unconditional = [p for p in params_out if p.when is None]
     return SearchSpace(tuple(unconditional + [p for p in params_out if p.when is not None]), tuple(fixed))

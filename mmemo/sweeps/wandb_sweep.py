@@ -20,6 +20,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from mmemo.errors import InvalidInput, MissingDependency, MissingInput
+from mmemo.evaluation.report import read_metrics
 from mmemo.sweeps.search_space import Param, SearchSpace, format_value, parse_search_space
 
 METHODS = ("bayes", "random", "grid")
@@ -32,12 +34,12 @@ def search_config_path(config: str) -> Path:
     path = Path(config)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise FileNotFoundError(f"no search config at {path}")
+            raise MissingInput(f"no search config at {path}")
         return path
     path = config_dir() / "hparams_search" / f"{config}.yaml"
     if not path.is_file():
         names = sorted(p.stem for p in (config_dir() / "hparams_search").glob("*.yaml"))
-        raise FileNotFoundError(f"no hparams_search config {config!r}; available: {names}")
+        raise MissingInput(f"no hparams_search config {config!r}; available: {names}")
     return path
 
 
@@ -46,7 +48,7 @@ def load_search(config: str) -> tuple[SearchSpace, dict]:
     node = OmegaConf.load(search_config_path(config))
     sweeper = OmegaConf.to_container(node.get("hydra", {}).get("sweeper", {}), resolve=False) or {}
     if not sweeper.get("params"):
-        raise ValueError(f"{config}: hydra.sweeper.params is empty; nothing to search")
+        raise InvalidInput(f"{config}: hydra.sweeper.params is empty; nothing to search")
     return parse_search_space(sweeper["params"]), sweeper
 
 
@@ -76,12 +78,12 @@ def to_wandb_spec(space: SearchSpace, sweeper: dict, *, config: str, method: str
                   name: str | None = None) -> dict:
     """A W&B sweep spec: method, metric (the sweeper's objective), parameters, command."""
     if method not in METHODS:
-        raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
+        raise InvalidInput(f"--method must be one of {METHODS}, got {method!r}")
     parameters: dict[str, dict] = {}
     for param in space.params:
         spec = wandb_parameter(param)
         if method == "grid" and "values" not in spec:
-            raise ValueError(f"grid search needs discrete values; {param.name} is a continuous interval "
+            raise InvalidInput(f"grid search needs discrete values; {param.name} is a continuous interval "
                              "(use choice(...) or range(...), or --method bayes|random)")
         if param.name in parameters and parameters[param.name] != spec:
             if "values" in spec and "values" in parameters[param.name]:
@@ -89,7 +91,7 @@ def to_wandb_spec(space: SearchSpace, sweeper: dict, *, config: str, method: str
                                                              if v not in parameters[param.name]["values"]]
                 spec = {"values": merged}
             else:
-                raise ValueError(f"{param.name} has different ranges in two conditional blocks; W&B sweeps "
+                raise InvalidInput(f"{param.name} has different ranges in two conditional blocks; W&B sweeps "
                                  "hold one range per parameter")
         parameters[param.name] = spec
     for fixed in space.fixed:
@@ -143,7 +145,7 @@ def train_overrides(config: str, args: list[str], space: SearchSpace) -> list[st
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep:
-            raise ValueError(f"expected key=value, got {arg!r}")
+            raise InvalidInput(f"expected key=value, got {arg!r}")
         values[key] = value
     active = {p.name for p in space.active(values)}
     searched = {p.name for p in space.params}
@@ -158,11 +160,11 @@ def require_online() -> None:
 
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "dryrun", "disabled"):
-        raise RuntimeError(f"W&B sweeps need the W&B server, but WANDB_MODE={mode}. Unset it (or set "
+        raise MissingDependency(f"W&B sweeps need the W&B server, but WANDB_MODE={mode}. Unset it (or set "
                            "WANDB_MODE=online) and log in, or use the Optuna sweeper offline: "
                            "mmemo train -m hparams_search=<name>. `--dry-run` prints the spec without W&B.")
     if not _has_wandb_credentials():
-        raise RuntimeError("W&B sweeps need an API key: run `wandb login` or set WANDB_API_KEY. Without one, "
+        raise MissingDependency("W&B sweeps need an API key: run `wandb login` or set WANDB_API_KEY. Without one, "
                            "use the Optuna sweeper (mmemo train -m hparams_search=<name>); `--dry-run` prints "
                            "the W&B spec and job commands.")
 
@@ -211,10 +213,9 @@ def run_job(config: str, args: list[str]) -> dict:
                f"logger.wandb.group=sweep-{sweep_id}", f"logger.wandb.name={run_id or 'job'}-fold${{data.fold}}"]
     print("running: " + shlex.join(command), flush=True)
     subprocess.run(command, env=fold_env, check=True)
-    summary_path = run_dir / "cv_results.json"
-    if not summary_path.is_file():
-        summary_path = run_dir / "metrics.json"
-    result = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary_path = run_dir / "cv_results.json"  # the crossval recipe's summary; else one run's metrics
+    result = (json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file()
+              else read_metrics(run_dir))
     metrics = {f"{split}/{name}": value for split in ("valid", "valid_std", "test")
                for name, value in (result.get(split) or {}).items() if isinstance(value, (int, float))}
     if run_id:

@@ -22,6 +22,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmemo.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -30,7 +32,7 @@ REQUIRED_KEYS = ("state_dict", "hyper_parameters", "mmemo_classes")
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file mmemo refuses to load; ``str()`` is ``file: problem``."""
 
     def __init__(self, path: str | Path, problem: str):
@@ -91,11 +93,8 @@ def check_contents(checkpoint: Any, path: str | Path) -> None:
             bad = int((~torch.isfinite(tensor)).sum())
             raise CheckpointError(path, f"weight {name!r} holds {bad} NaN or infinite value(s) (a diverged run?); "
                                         "it cannot give meaningful scores")
-    for modality in ("speech", "text"):
-        check_config(hparams.get(modality), path, f"hyper_parameters.{modality}", ENCODER_BASE)
     for key, value in hparams.items():
-        if key not in ("speech", "text"):
-            check_config(value, path, f"hyper_parameters.{key}", None)
+        check_config(value, path, f"hyper_parameters.{key}", BUILT_FROM_HPARAMS.get(key))
     run_config = checkpoint.get("mmemo_run_config") or {}
     if not isinstance(run_config, dict):
         raise CheckpointError(path, "its stored run config is not a mapping")
@@ -105,6 +104,9 @@ def check_contents(checkpoint: Any, path: str | Path) -> None:
 #: (module prefix, base class) a stored ``_target_`` may name, by where it stands.
 ENCODER_BASE = ("mmemo.encoders.", "mmemo.encoders.base.Encoder")
 DATAMODULE_BASE = ("mmemo.data.", "mmemo.data.datamodule.EmotionDataModule")
+FUSION_BASE = ("mmemo.fusion.", "mmemo.fusion.base.FusionHead")
+#: The hyper-parameters a model builds a class from, and the classes each may name.
+BUILT_FROM_HPARAMS = {"speech": ENCODER_BASE, "text": ENCODER_BASE, "fusion": FUSION_BASE}
 
 
 def check_config(node: Any, path: str | Path, where: str, allowed: tuple[str, str] | None) -> None:
@@ -130,7 +132,7 @@ def _walk(node: Any, prefix: str = ""):
     if isinstance(node, dict):
         for key, value in node.items():
             name = f"{prefix}.{key}"
-            if prefix or key not in ("_target_",):
+            if prefix or key not in ("_target_", "_partial_"):
                 yield name, value
             yield from _walk(value, name)
     elif isinstance(node, (list, tuple)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmemo.errors import UserError
 
-class NonFiniteScoresError(ValueError):
+
+class NonFiniteScoresError(UserError, ValueError):
     """The model gave NaN or infinite scores on test data: no metric is reported over them."""

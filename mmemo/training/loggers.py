@@ -7,6 +7,8 @@ import netrc
 import os
 from pathlib import Path
 
+from mmemo.errors import InvalidInput, MissingDependency
+
 log = logging.getLogger(__name__)
 WANDB_MODES = ("online", "offline", "disabled")
 #: wandb's older spellings (Lightning's WandbLogger sets WANDB_MODE=dryrun when given offline=True).
@@ -33,9 +35,9 @@ def make_wandb_logger(*, mode: str = "offline", project: str = "mmemo", entity: 
     """
     mode = _ALIASES.get(mode, mode) or "offline"  # an empty WANDB_MODE means unset
     if mode not in WANDB_MODES:
-        raise ValueError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
+        raise InvalidInput(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
     if mode == "online" and not _has_wandb_credentials():
-        raise RuntimeError(
+        raise MissingDependency(
             "W&B is set online but no API key was found. Run `wandb login` or set WANDB_API_KEY, "
             "or keep logging offline (the default) and upload later with `wandb sync <run>/wandb`."
         )

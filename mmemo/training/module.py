@@ -17,12 +17,15 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class
 from torch import nn
 
 from mmemo.encoders.base import Encoder, EncoderOutput
+from mmemo.encoders.build import build_encoder
+from mmemo.errors import InvalidInput
 from mmemo.evaluation.metrics import HEADLINE, EmotionMetrics
-from mmemo.fusion import build_fusion
+from mmemo.features.cached import Serving
+from mmemo.fusion.base import head_class
 from mmemo.training.checkpoints import CheckpointError, read_checkpoint
 from mmemo.training.errors import NonFiniteScoresError
 
@@ -35,7 +38,21 @@ HEAD_FORMAT = 2
 MODALITY_INPUTS = {"speech": ("audio", "audio_mask"), "text": ("text",)}
 
 
+#: Optimisation defaults (``configs/model/default.yaml`` restates them; a test keeps the two equal).
+OPTIM_DEFAULTS = {"lr": 1e-3, "encoder_lr": 2e-5, "lora_lr": 5e-4, "layer_decay": 1.0, "weight_decay": 0.01,
+                  "warmup_ratio": 0.05, "scheduler": "cosine"}
+LOSS_DEFAULTS = {"class_weights": "none", "label_smoothing": 0.0}
+
+
 class EmotionClassifier(L.LightningModule):
+    """Encoders + a fusion head, the loss and the metrics: ``model._target_`` of every classifier run.
+
+    ``speech``/``text`` are encoder configs (``_target_`` + options; None for no such branch),
+    ``fusion`` the head's config (``_target_`` of a :class:`~mmemo.fusion.base.FusionHead`,
+    built with the encoders' dims and the class count). Every encoder is built from its config
+    (:func:`~mmemo.encoders.build.build_encoder`; a fully frozen one is shared within a process).
+    """
+
     def __init__(
         self,
         classes: list[str],
@@ -46,29 +63,21 @@ class EmotionClassifier(L.LightningModule):
         loss: dict | None = None,
         class_counts: list[int] | None = None,
         modality_dropout: float = 0.0,
-        encoders: dict[str, Encoder] | None = None,
     ):
-        """``speech``/``text`` are encoder configs (``_target_`` + options); ``encoders`` may
-        pass already-built encoders for them (as ``train`` does after caching their features)."""
         super().__init__()
-        self.save_hyperparameters(ignore=["encoders"])
+        self.save_hyperparameters()
         self.classes = list(classes)
-        built = dict(encoders or {})
-        encoders = {}
-        for modality, spec in (("speech", speech), ("text", text)):
-            if spec:
-                encoders[modality] = built.get(modality) or instantiate(spec, _convert_="all")
+        encoders = {m: build_encoder(spec) for m, spec in (("speech", speech), ("text", text)) if spec}
         if not encoders:
-            raise ValueError("no modality left: model.speech and model.text are both none")
+            raise InvalidInput("no modality left: model.speech and model.text are both none")
         self.encoders = nn.ModuleDict(encoders)
         self.head = self.build_head(dict(fusion or {"name": "concat"}))
-        self.optim = {"lr": 1e-3, "encoder_lr": 2e-5, "lora_lr": 5e-4, "layer_decay": 1.0, "weight_decay": 0.01, "warmup_ratio": 0.05,
-                      "scheduler": "cosine", **(optim or {})}
-        loss = {"class_weights": "none", "label_smoothing": 0.0, **(loss or {})}
+        self.optim = {**OPTIM_DEFAULTS, **(optim or {})}
+        loss = {**LOSS_DEFAULTS, **(loss or {})}
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(loss["class_weights"], class_counts),
                                            label_smoothing=float(loss["label_smoothing"]))
         if not 0.0 <= modality_dropout < 1.0:
-            raise ValueError(f"model.modality_dropout must be in [0, 1), got {modality_dropout}")
+            raise InvalidInput(f"model.modality_dropout must be in [0, 1), got {modality_dropout}")
         self.modality_dropout = modality_dropout
         self.metrics = nn.ModuleDict({stage: EmotionMetrics(self.classes) for stage in ("val", "test")})
         self.results: dict[str, dict] = {}
@@ -79,17 +88,46 @@ class EmotionClassifier(L.LightningModule):
         self.run_config: dict = {}
 
     def build_head(self, fusion: dict) -> nn.Module:
-        """The module that turns encoder outputs into class scores (a fusion head by default)."""
-        return build_fusion(fusion.pop("name"), {m: e.dim for m, e in self.encoders.items()},
-                            len(self.classes), **fusion)
+        """The fusion head: ``_target_`` (its class) or, in checkpoints older than that, ``name``."""
+        options = {k: v for k, v in fusion.items() if k not in ("_target_", "_partial_", "name")}
+        dims = {m: e.dim for m, e in self.encoders.items()}
+        cls = get_class(fusion["_target_"]) if fusion.get("_target_") else head_class(fusion["name"])
+        return cls(dims, len(self.classes), **options)
+
+    # -- what recipes ask the model class before building it ------------------------------
+    @classmethod
+    def encoder_specs(cls, model_cfg: dict, selected: dict[str, dict | None]) -> dict[str, dict | None]:
+        """The encoder configs this model takes from those the run selected (all of them)."""
+        return dict(selected)
+
+    @classmethod
+    def needs_transcripts(cls, model_cfg: dict, specs: dict[str, dict | None]) -> bool:
+        return specs.get("text") is not None
+
+    @classmethod
+    def serving(cls, model_cfg: dict, encoders: dict[str, Encoder]) -> Serving:
+        """How cached features are served to this model's head (see :mod:`mmemo.features.cached`)."""
+        fusion = model_cfg.get("fusion") or {"name": "concat"}
+        head = get_class(fusion["_target_"]) if fusion.get("_target_") else head_class(fusion["name"])
+        mixed = any(getattr(e, "mixer", None) is not None for e in encoders.values())
+        pooled = not head.needs_frames and not (mixed and fusion.get("pooling", "mean_std") == "mean_std")
+        return Serving(pooled=pooled, frame_stride={} if pooled else dict(fusion.get("frame_stride") or {}))
+
+    # -- what prediction asks a loaded model --------------------------------------------------
+    #: Whether the head can score a window of speech frames (frame-level prediction, streaming).
+    scores_frames = True
+
+    def score(self, feats: dict[str, EncoderOutput], batch: dict | None = None) -> torch.Tensor:
+        """Class logits [B,C] for encoder outputs (a window of frames, or whole clips)."""
+        return self.head(feats).logits
 
     def _class_weights(self, mode: str, counts: list[int] | None) -> torch.Tensor | None:
         if mode == "none":
             return None
         if mode != "balanced":
-            raise ValueError(f"loss.class_weights must be 'none' or 'balanced', got {mode!r}")
+            raise InvalidInput(f"loss.class_weights must be 'none' or 'balanced', got {mode!r}")
         if not counts:
-            raise ValueError("loss.class_weights=balanced needs the training class counts")
+            raise InvalidInput("loss.class_weights=balanced needs the training class counts")
         counts_t = torch.tensor(counts, dtype=torch.float).clamp(min=1)
         return counts_t.sum() / (len(counts_t) * counts_t)
 
@@ -244,7 +282,7 @@ class EmotionClassifier(L.LightningModule):
         """``lr`` (new weights), ``lora_lr`` (adapters) or ``encoder_lr`` (pretrained weights)."""
         parts = name.split(".")
         encoder = self.encoders[parts[1]] if parts[0] == "encoders" else None
-        if encoder is None or not hasattr(encoder, "path") or parts[2] == "mixer":
+        if encoder is None or encoder.pretrained_source is None or parts[2] == "mixer":
             return "lr"
         return "lora_lr" if "lora_" in name else "encoder_lr"
 
@@ -254,7 +292,7 @@ class EmotionClassifier(L.LightningModule):
         if self.optim["scheduler"] == "constant":
             return optimizer
         if self.optim["scheduler"] != "cosine":
-            raise ValueError(f"model.optim.scheduler must be 'cosine' or 'constant', got {self.optim['scheduler']!r}")
+            raise InvalidInput(f"model.optim.scheduler must be 'cosine' or 'constant', got {self.optim['scheduler']!r}")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.optim["warmup_ratio"] * total)
 
@@ -270,14 +308,14 @@ class EmotionClassifier(L.LightningModule):
     # -- checkpoints ---------------------------------------------------------------------
     def _external_encoders(self) -> dict[str, Encoder]:
         """Encoders loaded from a path: their fixed (never trained) weights stay out of checkpoints."""
-        return {m: e for m, e in self.encoders.items() if hasattr(e, "path")}
+        return {m: e for m, e in self.encoders.items() if e.pretrained_source is not None}
 
     def _external_keys(self) -> set[str]:
         return {f"encoders.{m}.{name}" for m, e in self._external_encoders().items() for name in e.fixed_weights()}
 
     def _source(self, modality: str) -> dict:
         encoder = self.encoders[modality]
-        return {"path": encoder.path, "fingerprint": encoder.source_fingerprint()}
+        return {"path": encoder.pretrained_source, "fingerprint": encoder.source_fingerprint()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         external = self._external_keys()
@@ -295,7 +333,7 @@ class EmotionClassifier(L.LightningModule):
             raise KeyError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
         for modality, source in checkpoint.get("mmemo_external_encoders", {}).items():
             if modality in self.encoders and self._source(modality)["fingerprint"] != source["fingerprint"]:
-                raise ValueError(
+                raise InvalidInput(
                     f"the frozen {modality} encoder at {source['path']} has different weights from the "
                     f"ones this checkpoint was trained with (fingerprint {self._source(modality)['fingerprint']} "
                     f"!= {source['fingerprint']}); point model.{modality}.path at the original weights"
@@ -353,13 +391,13 @@ def model_class(qualified: str | None) -> type[EmotionClassifier]:
     if not qualified:
         return EmotionClassifier
     if not isinstance(qualified, str):
-        raise ValueError(f"checkpoint names model class {qualified!r}, which is not a class name")
+        raise InvalidInput(f"checkpoint names model class {qualified!r}, which is not a class name")
     module_name, _, class_name = qualified.rpartition(".")
     if not module_name.startswith("mmemo."):
-        raise ValueError(f"checkpoint names model class {qualified!r}, which is not an mmemo class")
+        raise InvalidInput(f"checkpoint names model class {qualified!r}, which is not an mmemo class")
     import importlib
 
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, EmotionClassifier)):
-        raise ValueError(f"checkpoint names model class {qualified!r}, which is not an EmotionClassifier")
+        raise InvalidInput(f"checkpoint names model class {qualified!r}, which is not an EmotionClassifier")
     return cls

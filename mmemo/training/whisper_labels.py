@@ -28,7 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mmemo.encoders.base import Encoder
+from mmemo.encoders.base import Encoder, EncoderOutput
+from mmemo.encoders.trainable import TrainableModes
+from mmemo.errors import InvalidInput
+from mmemo.features.cached import Serving
 from mmemo.fusion.base import FusionOutput
 from mmemo.training.module import EmotionClassifier
 
@@ -60,12 +63,12 @@ class LabelPrompt:
         self.end = self.separator if joint else [self.eot]
         candidates = [tuple(label + self.end) for label in self.labels]
         if len(set(candidates)) != len(candidates):
-            raise ValueError(f"two labels tokenise identically: {dict(zip(classes, self.labels))}; "
+            raise InvalidInput(f"two labels tokenise identically: {dict(zip(classes, self.labels))}; "
                              "set model.generation.label_words")
         self.max_tokens = max_tokens
         longest = len(self.prefix) + max(map(len, candidates))
         if longest > max_tokens:
-            raise ValueError(f"prompt + label need {longest} tokens but the decoder takes {max_tokens}; "
+            raise InvalidInput(f"prompt + label need {longest} tokens but the decoder takes {max_tokens}; "
                              "shorten model.generation.prompt")
 
     def target(self, label: int, transcript: str | None = None) -> list[int]:
@@ -96,18 +99,20 @@ def teacher_forcing(prompt: LabelPrompt, labels: list[int], transcripts: list[st
     return inputs.to(device), targets.to(device)
 
 
-class WhisperLabelDecoder(Encoder):
-    """Whisper's text decoder with a cross-attention key mask, and the encoder's trainable modes.
+class WhisperLabelDecoder(TrainableModes, nn.Module):
+    """Whisper's text decoder with a cross-attention key mask.
 
-    It reuses :class:`Encoder` for ``trainable`` (frozen | top_k | full | lora), fixed
-    weights and source fingerprints, so a checkpoint stores only what was trained.
+    :class:`~mmemo.encoders.trainable.TrainableModes` gives it ``trainable`` (frozen | top_k |
+    full | lora), fixed weights and source fingerprints, so a checkpoint stores only what was
+    trained.
     """
 
     lora_targets = ("query", "key", "value", "out")
 
     def __init__(self, path: str, trainable: str = "full", top_k: int = 1, lora: dict | None = None,
                  gradient_checkpointing: bool = False):
-        super().__init__(trainable, top_k=top_k, lora=lora)
+        nn.Module.__init__(self)
+        self.init_trainable(trainable, top_k, lora)
         from mmemo.encoders.whisper_checkpoints import load_whisper
 
         self.path = str(path)
@@ -131,9 +136,6 @@ class WhisperLabelDecoder(Encoder):
     def lora_root(self) -> nn.Module:
         return self.decoder
 
-    def config(self) -> dict:
-        return {**super().config(), "path": self.path}
-
     @staticmethod
     def _attend(attention, x: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | None,
                 causal: bool) -> torch.Tensor:
@@ -152,7 +154,7 @@ class WhisperLabelDecoder(Encoder):
         """tokens [N,L], memory [N,S,D] (encoder output), memory_mask [N,S] -> logits [N,L,V]."""
         decoder = self.decoder
         if tokens.shape[1] > decoder.positional_embedding.shape[0]:
-            raise ValueError(f"{tokens.shape[1]} tokens exceed the decoder's context of "
+            raise InvalidInput(f"{tokens.shape[1]} tokens exceed the decoder's context of "
                              f"{decoder.positional_embedding.shape[0]}")
         x = decoder.token_embedding(tokens) + decoder.positional_embedding[: tokens.shape[1]]
         key_mask = None if bool(memory_mask.all()) else memory_mask[:, None, None, :]
@@ -176,17 +178,18 @@ class WhisperLabelClassifier(EmotionClassifier):
 
     def __init__(self, classes: list[str], speech: dict, generation: dict | None = None,
                  optim: dict | None = None, loss: dict | None = None, class_counts: list[int] | None = None,
-                 encoders: dict[str, Encoder] | None = None, **_ignored):
+                 **_ignored):
         unknown = set(generation or {}) - set(GENERATION_DEFAULTS)
         if unknown:
-            raise ValueError(f"unknown model.generation options {sorted(unknown)}; known: {sorted(GENERATION_DEFAULTS)}")
+            raise InvalidInput(f"unknown model.generation options {sorted(unknown)}; "
+                               f"known: {sorted(GENERATION_DEFAULTS)}")
         self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
         if not speech or "whisper" not in str(speech.get("_target_", "")).lower():
-            raise ValueError("model=whisper_label_generation needs a Whisper speech encoder "
+            raise InvalidInput("model=whisper_label_generation needs a Whisper speech encoder "
                              "(model/speech=whisper_tiny|whisper_base|...)")
         super().__init__(classes, speech=speech, text=None, fusion={"name": "whisper_decoder"}, optim=optim,
-                         loss=loss, class_counts=class_counts, encoders=encoders)
-        self.save_hyperparameters(ignore=["encoders", "_ignored"])
+                         loss=loss, class_counts=class_counts)
+        self.save_hyperparameters(ignore=["_ignored"])
         from whisper.tokenizer import get_tokenizer
 
         decoder = self.head
@@ -196,6 +199,30 @@ class WhisperLabelClassifier(EmotionClassifier):
         self.prompt = LabelPrompt(tokenizer, self.classes, str(self.generation["prompt"] or ""),
                                   bool(self.generation["joint_transcript"]), str(self.generation["separator"]),
                                   self.generation["label_words"], int(decoder.dims.n_text_ctx))
+
+    # -- what recipes and prediction ask the class (see EmotionClassifier) -------------------
+    @classmethod
+    def encoder_specs(cls, model_cfg: dict, selected: dict[str, dict | None]) -> dict[str, dict | None]:
+        """Only the Whisper encoder: the decoder reads its output, there is no text branch."""
+        return {"speech": selected.get("speech"), "text": None}
+
+    @classmethod
+    def needs_transcripts(cls, model_cfg: dict, specs: dict[str, dict | None]) -> bool:
+        return bool({**GENERATION_DEFAULTS, **(model_cfg.get("generation") or {})}["joint_transcript"])
+
+    @classmethod
+    def serving(cls, model_cfg: dict, encoders: dict[str, Encoder]) -> Serving:
+        """The decoder cross-attends to every encoder frame: features are served as frames."""
+        return Serving(pooled=False, frame_stride={})
+
+    #: The decoder scores a whole utterance; a window of frames has no label prompt of its own.
+    scores_frames = False
+
+    def score(self, feats: dict[str, EncoderOutput], batch: dict | None = None) -> torch.Tensor:
+        if batch is None:
+            raise NotImplementedError(f"{type(self).__name__} scores whole utterances only; "
+                                      "frame granularity needs a fusion head")
+        return self(batch).logits
 
     @property
     def needs_text(self) -> bool:
@@ -290,5 +317,5 @@ class WhisperLabelClassifier(EmotionClassifier):
         super().on_load_checkpoint(checkpoint)
         stored = checkpoint.get("mmemo_external_decoder")
         if stored and stored["fingerprint"] != self.head.source_fingerprint():
-            raise ValueError(f"the Whisper decoder at {stored['path']} has different weights from the ones this "
+            raise InvalidInput(f"the Whisper decoder at {stored['path']} has different weights from the ones this "
                              "checkpoint was trained with; point model.speech.path at the original checkpoint")

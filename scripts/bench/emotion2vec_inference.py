@@ -34,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import write_result  # noqa: E402
-from mmemo.encoders.emotion2vec import Emotion2vecEncoder, length_sorted_batches  # noqa: E402
+
+from mmemo.data.batching import length_sorted_batches  # noqa: E402
+from mmemo.encoders.emotion2vec import Emotion2vecEncoder  # noqa: E402
 from mmemo.encoders.emotion2vec_checkpoints import (  # noqa: E402
     build_funasr_model,
     emotion2vec_base_model_conf,
@@ -101,7 +103,7 @@ class Stopwatch:
     """Wall time, and this process's CPU time per wall second: near the thread count unless
     other processes took the cores during the measurement (reported so it can be seen)."""
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self
 

@@ -30,7 +30,7 @@ from mmemo.encoders.emotion2vec_checkpoints import (
     emotion2vec_base_model_conf,
     save_funasr_model_dir,
 )
-from mmemo.features.extract import FeatureSource, open_store
+from mmemo.features.cached import FeatureCache
 from mmemo.training.module import EmotionClassifier
 
 
@@ -80,11 +80,13 @@ def main() -> None:
     # Cached: extract once (timed), then train on memory-mapped features.
     model, optimizer = classifier()
     encoder = model.encoders["speech"]
-    cached = EmotionDataModule(str(corpus), 1, **common)
-    cached.use_features({"speech": FeatureSource("speech", encoder, open_store(encoder, work / "cache"))},
-                        batch_size=args.batch_size)
-    started = time.perf_counter()
+    cached = EmotionDataModule(str(corpus), 1, **common, decode_audio=False)
     cached.setup()
+    options = {"cache": "auto", "device": "cpu", "batch_size": args.batch_size, "dir": str(work / "cache"),
+               "storage": "frames", "dtype": "float32"}
+    started = time.perf_counter()
+    FeatureCache({"speech": encoder}, options, EmotionClassifier.serving({"fusion": {"name": "concat"}},
+                                                                        model.encoders)).attach(cached)
     extraction = time.perf_counter() - started
     from_cache = [epoch(model, cached.train_dataloader(), optimizer) for _ in range(args.epochs)]
 

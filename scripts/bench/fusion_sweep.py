@@ -38,22 +38,21 @@ def epoch_seconds(work: Path, corpus: Path, cached: bool, epochs: int = 1) -> tu
     With the cache, the first epoch also averages each utterance's cached frames
     once (what a pooling head is served), so the steady state is the second.
     """
-    from mmemo.config import compose
-    from mmemo.training.module import EmotionClassifier
-    from mmemo.training.run import attach_feature_cache, build_encoder, selected_specs
     from hydra.utils import instantiate
 
-    cfg = compose("train", ["experiment=fusion_comparison", f"data.root={corpus}", "data.name=demo5k",
-                            f"paths.root_dir={work}", f"features.cache={'auto' if cached else 'off'}",
+    from mmemo.config import compose
+    from mmemo.recipes.common import build_model, feature_cache, selected_specs, serves_speech_from_cache
+
+    cfg = compose("train", ["experiment=fusion_comparison", "model/fusion=concat", f"data.root={corpus}",
+                            "data.name=demo5k", f"paths.root_dir={work}",
+                            f"features.cache={'auto' if cached else 'off'}",
                             "data.batch_size=128"], output_dir=str(work / "epoch_probe"))
-    specs = selected_specs(cfg)
-    encoders = {m: build_encoder(s) for m, s in specs.items() if s}
-    datamodule = instantiate(cfg.data, use_audio=True, use_text=True)
-    attach_feature_cache(datamodule, encoders, cfg.features, head="concat")
-    datamodule.setup()
+    datamodule = instantiate(cfg.data, use_audio=True, use_text=True,
+                             decode_audio=not serves_speech_from_cache(cfg, selected_specs(cfg)))
+    datamodule.setup("fit")
     torch.manual_seed(0)
-    model = EmotionClassifier(list(datamodule.classes), speech=specs["speech"], text=specs["text"],
-                              fusion={"name": "concat"}, encoders=encoders)
+    model = build_model(cfg, datamodule)
+    feature_cache(cfg, model).attach(datamodule)
     model.log = lambda *a, **k: None
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()

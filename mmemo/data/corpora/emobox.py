@@ -30,18 +30,24 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mmemo.data.corpora.base import (
+from mmemo.data.corpora.base import Adapter
+from mmemo.data.corpora.files import AudioIndex
+from mmemo.data.corpora.options import Option, resolve_options
+from mmemo.data.corpora.records import (
     CORPUS_FILE,
     LABEL_MAP_FILE,
     README_FILE,
     SPLIT_ORDER,
-    Adapter,
     Failure,
     PreparedCorpus,
 )
-from mmemo.data.corpora.files import AudioIndex
-from mmemo.data.corpora.options import Option, resolve_options
-from mmemo.data.corpora.writing import _mmemo_version, _write_json, command_line, start_output, write_failures
+from mmemo.data.corpora.writing import (
+    _mmemo_version,
+    _write_json,
+    command_line,
+    start_output,
+    write_failures,
+)
 from mmemo.data.folds import available_folds, fold_files, read_stm_speakers
 from mmemo.data.labels import load_label_map_file
 from mmemo.data.manifest import (
@@ -52,6 +58,7 @@ from mmemo.data.manifest import (
     raise_if_issues,
     read_manifest,
 )
+from mmemo.errors import InvalidInput, MissingInput
 
 STM_FILE = "data.seg.wrd.stm"
 _FOLD_FILE = re.compile(r"^(?P<name>.+)_(?:train|valid|test)_fold_(?P<k>\d+)\.jsonl$")
@@ -188,13 +195,13 @@ class EmoboxAdapter(Adapter):
         if audio_root is not None:
             options["audio_root"] = str(audio_root)
             if not audio_root.is_dir():
-                raise FileNotFoundError(f"--audio-root {audio_root} is not a directory")
+                raise MissingInput(f"--audio-root {audio_root} is not a directory")
 
         folds = available_folds(root)
         files = {k: fold_files(root, k) for k in folds}
         names = {_FOLD_FILE.match(p.name).group("name") for fs in files.values() for p in fs.values()}
         if len(names) != 1:
-            raise ValueError(f"{root}: fold files use several dataset names {sorted(names)}")
+            raise InvalidInput(f"{root}: fold files use several dataset names {sorted(names)}")
         dataset = names.pop()
         label_map = load_label_map_file(root / LABEL_MAP_FILE)
         classes = sorted({v for v in label_map.values() if v is not None})

@@ -19,10 +19,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mmemo.data.corpora.base import Adapter, Collected, Failure, file_issue
+from mmemo.data.corpora.base import Adapter
 from mmemo.data.corpora.files import AudioIndex, audio_stem, measure
 from mmemo.data.corpora.fold_rule import RULE_SCHEMES, plan_folds
 from mmemo.data.corpora.options import Option
+from mmemo.data.corpora.records import Collected, Failure, file_issue
 from mmemo.data.manifest import Issue, Utterance, raise_if_issues
 
 EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",

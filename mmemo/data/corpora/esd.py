@@ -16,11 +16,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mmemo.data.corpora.base import Adapter, Collected, Failure, file_issue, line_issue
+from mmemo.data.corpora.base import Adapter
 from mmemo.data.corpora.files import AudioIndex, audio_stem, measure, read_text
 from mmemo.data.corpora.fold_rule import RULE_SCHEMES, FoldPlan, plan_folds
 from mmemo.data.corpora.options import Option
+from mmemo.data.corpora.records import Collected, Failure, file_issue, line_issue
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues
+from mmemo.errors import InvalidInput
 
 EMOTIONS = ("Angry", "Happy", "Neutral", "Sad", "Surprise")
 CHINESE_EMOTIONS = {"中立": "Neutral", "快乐": "Happy", "伤心": "Sad", "生气": "Angry", "惊喜": "Surprise"}
@@ -170,7 +172,7 @@ class EsdAdapter(Adapter):
     def _official_plan(root: Path, utterances: list[Utterance]) -> FoldPlan:
         unsplit = [u for u in utterances if "split" not in u.extra]
         if unsplit:
-            raise ValueError(f"folds=official needs the train/ evaluation/ test/ subfolders in every emotion "
+            raise InvalidInput(f"folds=official needs the train/ evaluation/ test/ subfolders in every emotion "
                              f"folder; {len(unsplit)} WAV(s) are outside them (e.g. {unsplit[0].wav}) under {root}")
         fold = {target: [u for u in utterances if u.extra["split"] == sub]
                 for sub, target in OFFICIAL_SPLITS.items()}

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mmemo.data.audio import AUDIO_SUFFIXES
-from mmemo.data.corpora.base import Failure
+from mmemo.data.corpora.records import Failure
 from mmemo.data.manifest import Utterance
+from mmemo.errors import InvalidInput
 from mmemo.textfiles import TextFileError, utf8_problem
 
 
@@ -133,7 +134,7 @@ def audio_length(path: Path) -> float:
             raise
         return round(seconds, 6)
     if info.frames <= 0 or info.samplerate <= 0:
-        raise ValueError("no audio samples")
+        raise InvalidInput("no audio samples")
     return round(info.frames / info.samplerate, 6)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from mmemo.data.folds import make_speaker_folds
 from mmemo.data.manifest import Utterance
+from mmemo.errors import InvalidInput
 
 #: ``folds`` choices shared by the corpora that have no official split.
 RULE_SCHEMES = ("emobox", "speakers", "loso")
@@ -104,17 +105,17 @@ def plan_folds(utterances: Sequence[Utterance], scheme: str, label_of: Callable[
     """
     missing = [u for u in utterances if not u.speaker]
     if missing:
-        raise ValueError(f"{len(missing)} utterances have no speaker (first {missing[0].key!r})")
+        raise InvalidInput(f"{len(missing)} utterances have no speaker (first {missing[0].key!r})")
     speakers = sorted({u.speaker for u in utterances if u.speaker})
     n = len(speakers)
     strata_note = f" by ({strata_name}, id)" if strata and any(strata.values()) else " by id"
     if scheme == "loso":
         if n < 2:
-            raise ValueError(f"leave-one-speaker-out needs at least 2 speakers, found {n}")
+            raise InvalidInput(f"leave-one-speaker-out needs at least 2 speakers, found {n}")
         return group_plan(utterances, [[s] for s in speakers], "loso",
                           f"leave-one-speaker-out: {n} folds, one per speaker (sorted by id)")
     if scheme not in ("emobox", "speakers"):
-        raise ValueError(f"unknown fold scheme {scheme!r}; choose one of {', '.join(RULE_SCHEMES)}")
+        raise InvalidInput(f"unknown fold scheme {scheme!r}; choose one of {', '.join(RULE_SCHEMES)}")
     if scheme == "emobox" and (n < 4 or not is_balanced(utterances, label_of)):
         why = (f"only {n} speakers" if n < 4 else
                "the number of utterances per class differs between speakers")
@@ -128,7 +129,7 @@ def plan_folds(utterances: Sequence[Utterance], scheme: str, label_of: Callable[
             "folds=speakers or folds=loso for speaker-independent folds",
         )
     if n < 4:
-        raise ValueError(f"speaker-independent folds need at least 4 speakers, found {n}; "
+        raise InvalidInput(f"speaker-independent folds need at least 4 speakers, found {n}; "
                          "use folds=loso or folds=emobox")
     if n <= 6:
         return group_plan(utterances, [[s] for s in speakers], scheme,

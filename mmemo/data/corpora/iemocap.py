@@ -20,10 +20,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mmemo.data.corpora.base import Adapter, Collected, Failure, line_issue
+from mmemo.data.corpora.base import Adapter
 from mmemo.data.corpora.files import AudioIndex, measure, read_text
 from mmemo.data.corpora.fold_rule import FoldPlan, group_plan, plan_folds
 from mmemo.data.corpora.options import Option
+from mmemo.data.corpora.records import Collected, Failure, line_issue
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues
 
 SESSIONS = tuple(f"Session{i}" for i in range(1, 6))

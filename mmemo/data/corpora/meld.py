@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmemo.data.corpora.base import Adapter, Collected, Failure, line_issue
+from mmemo.data.corpora.base import Adapter
 from mmemo.data.corpora.files import AudioIndex, audio_length, find_entry, read_text
 from mmemo.data.corpora.fold_rule import FoldPlan
 from mmemo.data.corpora.options import Option
+from mmemo.data.corpora.records import Collected, Failure, line_issue
 from mmemo.data.manifest import Issue, Source, Utterance, raise_if_issues
+from mmemo.errors import InvalidInput, MissingDependency
 
 EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -115,7 +117,7 @@ class MeldAdapter(Adapter):
 
     def collect(self, root: Path, out: Path, options: dict[str, Any]) -> Collected:
         if options["jobs"] < 1:
-            raise ValueError("option 'jobs' must be at least 1")
+            raise InvalidInput("option 'jobs' must be at least 1")
         rows: list[_Row] = []
         issues: list[Issue] = []
         clip_dirs: dict[str, Path] = {}
@@ -263,7 +265,7 @@ def _convert_all(pairs: list[tuple[Path, Path]], jobs: int) -> list[tuple[str, s
     from tqdm import tqdm
 
     if pairs and shutil.which("ffmpeg") is None:
-        raise RuntimeError("MELD's clips are MP4 and need the ffmpeg command: apt-get install ffmpeg "
+        raise MissingDependency("MELD's clips are MP4 and need the ffmpeg command: apt-get install ffmpeg "
                            "(or brew / conda install ffmpeg)")
     results: list[tuple[str, str]] = [("failed", "not converted")] * len(pairs)
     with ThreadPoolExecutor(max_workers=jobs) as pool, \

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mmemo.errors import InvalidInput
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -28,21 +30,21 @@ class Option:
         if value is None:
             if self.default is None:
                 return None
-            raise ValueError(f"option {self.name!r} needs a value")
+            raise InvalidInput(f"option {self.name!r} needs a value")
         if self.kind is bool and not isinstance(value, bool):
             text = str(value).strip().lower()
             if text not in _TRUE | _FALSE:
-                raise ValueError(f"option {self.name!r} takes true or false, got {value!r}")
+                raise InvalidInput(f"option {self.name!r} takes true or false, got {value!r}")
             value = text in _TRUE
         elif self.kind is int and not isinstance(value, int):
             try:
                 value = int(str(value))
             except ValueError:
-                raise ValueError(f"option {self.name!r} takes an integer, got {value!r}") from None
+                raise InvalidInput(f"option {self.name!r} takes an integer, got {value!r}") from None
         elif self.kind is str:
             value = str(value)
         if self.choices and value not in self.choices:
-            raise ValueError(f"option {self.name!r} must be one of "
+            raise InvalidInput(f"option {self.name!r} must be one of "
                              f"{', '.join(str(c) for c in self.choices)}; got {value!r}")
         return value
 
@@ -58,6 +60,6 @@ def resolve_options(corpus: str, declared: Sequence[Option], given: Mapping[str,
     unknown = sorted(set(given) - set(by_name))
     if unknown:
         known = ", ".join(sorted(by_name)) or "none"
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for corpus {corpus!r}; "
+        raise InvalidInput(f"unknown option(s) {', '.join(map(repr, unknown))} for corpus {corpus!r}; "
                          f"its options are: {known}")
     return {o.name: o.coerce(given[o.name]) if o.name in given else o.default for o in declared}

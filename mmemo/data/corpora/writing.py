@@ -20,22 +20,24 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmemo.data.corpora.base import (
+from mmemo.data.corpora.options import Option
+from mmemo.data.corpora.records import (
     CORPUS_FILE,
     FAILURES_FILE,
     LABEL_MAP_FILE,
     MANIFEST_FILE,
     README_FILE,
     SPLIT_ORDER,
-    Adapter,
     Collected,
     Failure,
     PreparedCorpus,
 )
-from mmemo.data.corpora.options import Option
 from mmemo.data.manifest import Utterance, write_manifest
+
+if TYPE_CHECKING:  # base.py's adapters call the writer: the type only, no import at run time
+    from mmemo.data.corpora.base import Adapter
 
 log = logging.getLogger(__name__)
 

@@ -57,6 +57,7 @@ from mmemo.encoders.whisper_checkpoints.openai_pt import (
     _looks_like_torch_file,
     _read_openai_pt,
 )
+from mmemo.errors import MissingInput
 
 if TYPE_CHECKING:
     from whisper.model import ModelDimensions, Whisper
@@ -95,7 +96,7 @@ def whisper_checkpoint_kind(path: str | os.PathLike) -> str:
     if not candidate.exists():
         if str(path) in _model_urls():
             return "name"
-        raise FileNotFoundError(f"{path}: no such file or folder, and not a Whisper model name; "
+        raise MissingInput(f"{path}: no such file or folder, and not a Whisper model name; "
                                 f"{EXPECTED_FORMATS}")
     if candidate.is_file():
         if candidate.name == "model.bin":

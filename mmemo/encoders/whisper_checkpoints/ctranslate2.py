@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mmemo.encoders.whisper_checkpoints._common import _Checkpoint, _check_tied_output, _read_json
+from mmemo.encoders.whisper_checkpoints._common import _check_tied_output, _Checkpoint, _read_json
 from mmemo.encoders.whisper_checkpoints.errors import CTranslate2FormatError, WhisperCheckpointError
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from mmemo.encoders.whisper_checkpoints._common import (
-    _Checkpoint,
     _check_tied_output,
+    _Checkpoint,
     _dominant_dtype,
     _read_json,
     _torch_load,

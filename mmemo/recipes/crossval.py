@@ -1,10 +1,11 @@
-"""k-fold cross-validation as one job: train every fold in turn, return the mean validation metrics.
+"""Several folds in one job, scored by the mean validation metrics (``recipe=crossval``).
 
-An Optuna trial (or any job) with ``cross_validation.folds=[1,2,3]`` trains those folds
-one after the other into ``<job folder>/fold<k>`` and is scored by the mean over
-folds, so a hyperparameter is chosen for every held-out speaker group, not one.
-Each fold is its own W&B run. Later folds see the earlier folds' scores
-(``cross_validation.index`` / ``.scores``) so pruning can report a running mean.
+An Optuna trial (or any job) with ``cross_validation.folds=[1,2,3]`` runs
+``cross_validation.inner`` (the train recipe by default) on those folds one after the other,
+into ``<job folder>/fold<k>``, and is scored by the mean over folds, so a hyperparameter is
+chosen for every held-out speaker group, not one. Each fold is its own W&B run. Later folds see
+the earlier folds' scores (``cross_validation.index`` / ``.scores``) so pruning can report a
+running mean. The inner recipe is named by its ``_target_``, never imported here.
 """
 
 from __future__ import annotations
@@ -15,25 +16,24 @@ import logging
 import statistics
 from pathlib import Path
 
+from hydra.utils import get_method
 from omegaconf import DictConfig, open_dict
 
+from mmemo.errors import InvalidInput
 from mmemo.evaluation.metrics import HEADLINE
 
 log = logging.getLogger(__name__)
 
 
-def wants_folds(cfg: DictConfig) -> bool:
-    node = cfg.get("cross_validation")
-    return bool(node and node.get("folds"))
-
-
-def train_folds(cfg: DictConfig) -> dict:
-    """Train ``cross_validation.folds`` one by one; return the mean (and std) of validation metrics."""
-    from mmemo.training.run import train
-
-    folds = list(cfg.cross_validation.folds)
+def run(cfg: DictConfig) -> dict:
+    """Run the inner recipe on ``cross_validation.folds``; return the mean (and std) of validation metrics."""
+    options = cfg.cross_validation
+    folds = list(options.folds or [])
+    if not folds:
+        raise InvalidInput("recipe=crossval needs cross_validation.folds, e.g. [1,2,3]")
     if len(set(folds)) != len(folds):
-        raise ValueError(f"cross_validation.folds repeats a fold: {folds}")
+        raise InvalidInput(f"cross_validation.folds repeats a fold: {folds}")
+    inner = get_method(options.inner._target_)
     base = Path(cfg.paths.output_dir)
     results = []
     for index, fold in enumerate(folds):
@@ -41,10 +41,9 @@ def train_folds(cfg: DictConfig) -> dict:
         with open_dict(fold_cfg):
             fold_cfg.data.fold = fold
             fold_cfg.paths.output_dir = str(base / f"fold{fold}")
-            fold_cfg.cross_validation.folds = None
             fold_cfg.cross_validation.index = index
             fold_cfg.cross_validation.scores = [r["valid"]["UA"] for r in results]
-        result = train(fold_cfg)
+        result = inner(fold_cfg)
         results.append(result)
         log.info("fold %s (%d/%d): valid UA %.4f", fold, index + 1, len(folds), result["valid"]["UA"])
     summary = summarize(folds, results)

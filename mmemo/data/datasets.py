@@ -1,0 +1,82 @@
+"""One split as a torch Dataset of ``{key, speaker, text, label[, audio]}`` items, and their collation.
+
+Audio comes from memory (decoded once by the data module's setup) or is decoded on access.
+Extra per-item arrays (cached encoder features, ``<modality>_features``) are added by
+wrappers such as :class:`mmemo.features.cached.FeatureDataset`; :func:`collate` pads any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mmemo.data.manifest import Utterance
+
+
+@dataclass
+class Example:
+    utterance: Utterance
+    label: int
+    wave: np.ndarray | None = None  # decoded audio, kept when it fits the memory budget
+    seconds: float = 0.0  # the clip's length as used (orders length-bucketed batches)
+
+
+class EmotionDataset(Dataset):
+    """Examples of one split; ``load_audio`` (when given) decodes a clip kept out of memory."""
+
+    def __init__(self, examples: list[Example], *, load_audio: Callable[[Utterance], np.ndarray] | None = None,
+                 with_audio: bool = True):
+        self.examples = examples
+        self._load = load_audio
+        self.with_audio = with_audio
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.examples[index]
+        item = {
+            "key": example.utterance.key,
+            "speaker": example.utterance.speaker or "",
+            "text": example.utterance.text or "",
+            "label": example.label,
+        }
+        if self.with_audio:
+            item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
+        return item
+
+
+def pad_first_axis(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack [T_i, ...] arrays into [B, T_max, ...] with a [B, T_max] validity mask (filled in numpy: one copy)."""
+    lengths = np.array([a.shape[0] for a in arrays])
+    out = np.zeros((len(arrays), int(lengths.max()), *arrays[0].shape[1:]), dtype=np.float32)
+    for row, array in enumerate(arrays):
+        out[row, : lengths[row]] = array
+    mask = np.arange(out.shape[1])[None] < lengths[:, None]
+    return torch.from_numpy(out), torch.from_numpy(mask)
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad audio (and any ``*_features``) to the longest item and build masks; text stays raw strings.
+
+    Flags an item carries about its features (``*_features_stride``, ``*_features_moments``) are
+    copied to the batch once.
+    """
+    batch = {
+        "key": [item["key"] for item in items],
+        "speaker": [item["speaker"] for item in items],
+        "text": [item["text"] for item in items],
+        "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
+    }
+    if "audio" in items[0]:
+        batch["audio"], batch["audio_mask"] = pad_first_axis([item["audio"] for item in items])
+    for name in [k for k in items[0] if k.endswith("_features")]:
+        batch[name], batch[f"{name}_mask"] = pad_first_axis([item[name] for item in items])
+        for flag in ("stride", "moments"):
+            if f"{name}_{flag}" in items[0]:
+                batch[f"{name}_{flag}"] = items[0][f"{name}_{flag}"]
+    return batch
