@@ -76,7 +76,7 @@ TINY_SPECTRAL = ["++model.speech.dim=32", "++model.speech.ff_dim=64", "++model.s
 def tiny_base_overrides(tiny_corpus, tiny_bert_dir, tmp_path) -> list[str]:
     """Data, text encoder, logging and paths for the tiny fixtures (no speech-encoder options)."""
     return [
-        f"data.root={tiny_corpus}", "data.synthesize_if_missing=false", "data.batch_size=8",
+        f"data.root={tiny_corpus}", "data.batch_size=8",  # the corpus exists: data=demo never synthesises
         f"++model.text.path={tiny_bert_dir}", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
         f"paths.root_dir={tmp_path}",
     ]

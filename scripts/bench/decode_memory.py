@@ -233,9 +233,11 @@ def main() -> None:
 
 
 def print_row(row: dict, hours: float, concurrent: int) -> None:
-    print(f"{row['codec']}: predict {row['predict_long_peak_mb']} MB ({hours:g} h) vs {row['predict_window_peak_mb']} MB "
-          f"(30 s), {row['predict_short_peak_mb']} MB (5 s); monitor +{row['monitor_long_above_idle_mb']} MB (status {row['monitor_long_status']}) vs "
-          f"+{row['monitor_short_above_idle_mb']} MB; {concurrent} at once +{row['monitor_concurrent_long_above_idle_mb']}"
+    print(f"{row['codec']}: predict {row['predict_long_peak_mb']} MB ({hours:g} h) vs "
+          f"{row['predict_window_peak_mb']} MB (30 s), {row['predict_short_peak_mb']} MB (5 s); "
+          f"monitor +{row['monitor_long_above_idle_mb']} MB (status {row['monitor_long_status']}) vs "
+          f"+{row['monitor_short_above_idle_mb']} MB; {concurrent} at once "
+          f"+{row['monitor_concurrent_long_above_idle_mb']}"
           f" MB; whisper.load_audio {row['whisper_load_audio_long_peak_mb']} MB", flush=True)
 
 
@@ -250,7 +252,8 @@ def print_table(rows: list[dict], hours: float, concurrent: int) -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for r in rows:
-        print(f"| {r['codec']} | {r['long_mb_on_disk']} MB | {r['predict_long_peak_mb']} | {r['predict_window_peak_mb']} | "
+        print(f"| {r['codec']} | {r['long_mb_on_disk']} MB | {r['predict_long_peak_mb']} | "
+              f"{r['predict_window_peak_mb']} | "
               f"{r['predict_short_peak_mb']} | "
               f"+{r['monitor_long_above_idle_mb']} ({r['monitor_long_status']}) | +{r['monitor_short_above_idle_mb']} "
               f"({r['monitor_short_status']}) | +{r['monitor_concurrent_long_above_idle_mb']} | "

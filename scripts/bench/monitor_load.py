@@ -150,8 +150,10 @@ async def load_test(url: str, clips: list[bytes], requests: int, concurrency: in
             audio_id = f"{prefix}-{index:04d}"
             started = time.perf_counter()
             try:
-                response = await client.post("/analyze", headers=headers, data={"audio_id": audio_id, "channel": prefix},
-                                             files={"file": (f"{audio_id}.wav", clips[index % len(clips)], "audio/wav")})
+                response = await client.post("/analyze", headers=headers,
+                                             data={"audio_id": audio_id, "channel": prefix},
+                                             files={"file": (f"{audio_id}.wav", clips[index % len(clips)],
+                                                             "audio/wav")})
                 status = response.status_code
             except httpx.HTTPError as error:
                 status = -1
@@ -227,7 +229,8 @@ def stream_in_process(model_dir: Path, audio: np.ndarray, dtype: str, hop: float
     seconds = len(audio) / SR
     result = {"dtype": dtype, **config, "audio_s": seconds, "wall_s": watch.wall, "rtf": watch.wall / seconds,
               "frames": frames, "cpu_per_wall": watch.cpu_per_wall, "latency_s": session.latency_seconds}
-    print(f"  in-process StreamSession {dtype}, hop {hop:g} s / context {context:g} s / lookahead {lookahead:g} s: RTF {result['rtf']:.3f} ({watch.wall:.1f} s for {seconds:.0f} s, "
+    print(f"  in-process StreamSession {dtype}, hop {hop:g} s / context {context:g} s / lookahead {lookahead:g} s: "
+          f"RTF {result['rtf']:.3f} ({watch.wall:.1f} s for {seconds:.0f} s, "
           f"cpu/wall {watch.cpu_per_wall:.2f}, frame latency <= {session.latency_seconds:.2f} s + compute)")
     return result
 

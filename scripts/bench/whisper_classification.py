@@ -130,9 +130,9 @@ def measure(tool: str, phase: str, folder: str, clips: list[np.ndarray], batch_s
         with torch.inference_mode():
             for chunk in batches(clips, batch_size, sort=tool == "mmemo"):
                 if tool == "hf":
-                    model(input_features=hf_batch(extractor, chunk)).logits
+                    _ = model(input_features=hf_batch(extractor, chunk)).logits
                 else:
-                    model(mmemo_batch(chunk)).logits
+                    _ = model(mmemo_batch(chunk)).logits
         seconds = time.perf_counter() - started
         result = {"seconds": seconds, "clips_per_s": len(clips) / seconds}
     else:
@@ -145,7 +145,8 @@ def measure(tool: str, phase: str, folder: str, clips: list[np.ndarray], batch_s
         for _ in range(steps + 1):  # the first step allocates optimizer state: not timed
             started = time.perf_counter()
             if tool == "hf":
-                loss = torch.nn.functional.cross_entropy(model(input_features=hf_batch(extractor, chunk)).logits, labels)
+                loss = torch.nn.functional.cross_entropy(model(input_features=hf_batch(extractor, chunk)).logits,
+                                                         labels)
             else:
                 loss = torch.nn.functional.cross_entropy(model(mmemo_batch(chunk)).logits, labels)
             optimizer.zero_grad()
@@ -212,7 +213,8 @@ def main() -> None:
         "clips": len(clips), "audio_seconds": round(audio_seconds, 1),
         "inference_batch": args.batch_size, "train_batch": args.train_batch,
         **{k: {m: round(v, 4) for m, v in r.items()} for k, r in results.items()},
-        "inference_speedup": round(results["mmemo_inference"]["clips_per_s"] / results["hf_inference"]["clips_per_s"], 2),
+        "inference_speedup": round(results["mmemo_inference"]["clips_per_s"]
+                                   / results["hf_inference"]["clips_per_s"], 2),
         "train_step_speedup": round(results["hf_train_step"]["step_s"] / results["mmemo_train_step"]["step_s"], 2),
         "inference_memory_ratio_hf_over_mmemo": round(results["hf_inference"]["peak_mb_above_model"]
                                                       / max(results["mmemo_inference"]["peak_mb_above_model"], 1), 2),
@@ -223,7 +225,8 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     print(f"inference: mmemo {summary['inference_speedup']}x HF WhisperForAudioClassification (target >= 20x); "
           f"training step: {summary['train_step_speedup']}x; peak memory HF/mmemo: inference "
-          f"{summary['inference_memory_ratio_hf_over_mmemo']}x, training {summary['train_memory_ratio_hf_over_mmemo']}x")
+          f"{summary['inference_memory_ratio_hf_over_mmemo']}x, "
+          f"training {summary['train_memory_ratio_hf_over_mmemo']}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
 

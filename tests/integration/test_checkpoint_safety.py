@@ -18,9 +18,9 @@ import torch
 
 from mmemo.cli import main
 from mmemo.config import compose
+from mmemo.recipes import run_config as train
 from mmemo.training.checkpoints import CheckpointError
 from mmemo.training.module import load_classifier
-from mmemo.training.run import train
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,10 @@ def _stored(good_checkpoint: Path, tmp_path: Path, change) -> Path:
     (lambda c: c["hyper_parameters"]["speech"].update(_target_="mmemo.encoders.base.EncoderOutput"),
      "is not a subclass of Encoder"),
     (lambda c: c["hyper_parameters"].update(fusion={"_target_": "shutil.rmtree", "path": "{marker}"}),
+     "is not one of mmemo's classes"),
+    (lambda c: c["hyper_parameters"].update(fusion={"_target_": "mmemo.fusion.base.FusionOutput", "_partial_": True}),
+     "is not a subclass of FusionHead"),  # mmemo's fusion module, but not a head
+    (lambda c: c["hyper_parameters"].update(optim={"_target_": "os.system", "command": "touch {marker}"}),
      "names a class to build"),
     (lambda c: c["hyper_parameters"]["speech"].update(extra={"_target_": "os.system", "command": "touch {marker}"}),
      "a stored config may not build other objects"),

@@ -9,12 +9,13 @@ import sys
 from collections import Counter
 
 from conftest import write_jsonl, write_wav
+
 from mmemo.config import compose
 from mmemo.data.check import check_corpus, write_group_folds
 from mmemo.data.folds import read_fold
 from mmemo.data.manifest import read_manifest
 from mmemo.data.synthetic import synthesize_corpus
-from mmemo.training.run import train
+from mmemo.recipes import run_config as train
 
 
 def _digest(root):
@@ -84,7 +85,8 @@ def test_folds_command_groups_whole_speakers(tmp_path):
 
 
 def test_default_train_synthesises_the_demo_corpus_on_first_use(tiny_bert_dir, tmp_path):
-    cfg = compose("train", [f"paths.root_dir={tmp_path}", "data.synth.speakers=4", "data.synth.utterances_per_speaker=8",
+    cfg = compose("train", [f"paths.root_dir={tmp_path}", "data.synth.speakers=4",
+                            "data.synth.utterances_per_speaker=8",
                             f"model.text.path={tiny_bert_dir}", "++trainer.fast_dev_run=true", "logger=csv",
                             "callbacks.progress_bar.refresh_rate=0"], output_dir=str(tmp_path / "run"))
     train(cfg)

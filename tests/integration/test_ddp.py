@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from mmemo.config import compose
-from mmemo.training.run import evaluate
+from mmemo.recipes import run_config as evaluate
 
 
 def test_two_process_ddp_metrics_match_a_single_process_evaluation(tiny_overrides, tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_SPECTRAL
+
 from mmemo.config import compose, config_dir
-from mmemo.training.run import train
+from mmemo.recipes import run_config as train
 
 #: Top-level experiments and the arms of multi-arm studies (experiment/<study>/<arm>.yaml; common.yaml is shared).
 EXPERIMENTS = sorted(p.relative_to(config_dir() / "experiment").with_suffix("").as_posix()

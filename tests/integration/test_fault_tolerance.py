@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mmemo.config import compose
-from mmemo.training.run import train
+from mmemo.recipes import run_config as train
 
 HERE = Path(__file__).resolve().parent
 
@@ -64,14 +64,14 @@ class _extra_callback:
         self.callback = callback
 
     def __enter__(self):
-        import mmemo.training.run as run
+        import mmemo.recipes.train as run
 
         self.original = run.instantiate_all
         run.instantiate_all = lambda node: [*self.original(node), self.callback] if node is not None and any(
             "model_checkpoint" == k for k in node) else self.original(node)
 
     def __exit__(self, *exc):
-        import mmemo.training.run as run
+        import mmemo.recipes.train as run
 
         run.instantiate_all = self.original
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from mmemo.config import compose
-from mmemo.training.run import train
+from mmemo.recipes import run_config as train
 
 
 def test_submitit_local_launcher_runs_two_jobs(tiny_overrides, tmp_path):
@@ -31,7 +31,7 @@ def test_submitit_local_launcher_runs_two_jobs(tiny_overrides, tmp_path):
 
 def test_cross_validation_trains_every_fold_and_returns_the_mean(tiny_overrides, tmp_path):
     cfg = compose("train", [*tiny_overrides, "model/text=none", "trainer.max_epochs=1", "test=false",
-                            "+cross_validation.folds=[1,2]"], output_dir=str(tmp_path / "cv"))
+                            "recipe=crossval", "cross_validation.folds=[1,2]"], output_dir=str(tmp_path / "cv"))
     result = train(cfg)
     folds = json.loads((tmp_path / "cv/cv_results.json").read_text())["per_fold"]
     assert [f["fold"] for f in folds] == [1, 2] and all(f["test_UA"] is None for f in folds)

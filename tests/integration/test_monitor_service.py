@@ -67,7 +67,8 @@ def predictor(tiny_e2v_dir):
 
 def make_settings(tmp_path: Path, db_url: str | None = None, **overrides) -> MonitorSettings:
     """Service settings for a test; ``db_url`` None is the default SQLite file in the data folder."""
-    options = dict(token=TOKEN, db_url=db_url, data_dir=tmp_path / "data", rules=tmp_path / "rules.yaml", rules_poll_seconds=0.05,
+    options = dict(token=TOKEN, db_url=db_url, data_dir=tmp_path / "data", rules=tmp_path / "rules.yaml",
+                   rules_poll_seconds=0.05,
                    batch_wait_ms=1.0, webhook_backoff_scale=1.0)
     options.update(overrides)
     if not Path(options["rules"]).exists():
@@ -97,7 +98,7 @@ class stream:
         return self.context.__exit__(*exc)
 
 
-def upload(client: TestClient, data: bytes | None = None, **fields) -> "object":
+def upload(client: TestClient, data: bytes | None = None, **fields) -> object:
     return client.post("/analyze", headers=AUTH, files={"file": ("call.wav", data or wav_bytes(), "audio/wav")},
                        data=fields)
 
@@ -303,7 +304,8 @@ def test_webhook_retries_then_dead_letters(tmp_path, predictor, db_url):
 # -- rules reload, privacy, persistence -------------------------------------------------------------
 def test_rules_reload_endpoint_and_hot_reload(client, tmp_path):
     rules_path = tmp_path / "rules.yaml"
-    rules_path.write_text("rules:\n  - {name: sad_only, type: threshold, emotion: sad, threshold: 0.0, duration: 0.2}\n")
+    rules_path.write_text("rules:\n"
+                          "  - {name: sad_only, type: threshold, emotion: sad, threshold: 0.0, duration: 0.2}\n")
     response = client.post("/rules/reload", headers=AUTH)
     assert response.status_code == 200 and response.json()["changed"] and response.json()["rules"] == 1
     assert [r["name"] for r in client.get("/rules", headers=AUTH).json()["rules"]] == ["sad_only"]

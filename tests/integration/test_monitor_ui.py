@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_monitor_service import CLASSES, TOKEN, make_settings, wav_bytes, write_rules
 
 pytestmark = pytest.mark.browser

@@ -15,7 +15,8 @@ import yaml
 def test_optuna_fusion_sweep_runs_resumes_and_writes_results(tiny_base_overrides, tiny_whisper_pt, tmp_path):
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "mmemo.cli", "train", "-m", "hparams_search=fusion_optuna",
-               *tiny_base_overrides, "logger=default", f"model.speech.path={tiny_whisper_pt}", "model.speech.layer=last",
+               *tiny_base_overrides, "logger=default", f"model.speech.path={tiny_whisper_pt}",
+               "model.speech.layer=last",
                f"paths.runs_dir={runs}", "cross_validation.folds=[1,2]", "trainer.max_epochs=2",
                "hydra.sweeper.sampler.n_startup_trials=2"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}

@@ -12,13 +12,15 @@ from mmemo.cli import main
 from mmemo.config import compose
 from mmemo.data.audio import load_audio
 from mmemo.inference import Predictor
-from mmemo.training.run import train
+from mmemo.recipes import run_config as train
 
 
 @pytest.fixture
 def checkpoint(tiny_overrides, tmp_path):
-    """A speech (spectral) + text (tiny BERT) model with the linear-probe head, trained for one epoch."""
-    cfg = compose("train", [*tiny_overrides, "model/fusion=linear", "trainer.max_epochs=1"],
+    """A speech (spectral) + text (tiny BERT) model with the linear-probe head on mean-pooled frames
+    (so the utterance logits are exactly the mean of the frame logits), trained for one epoch."""
+    cfg = compose("train", [*tiny_overrides, "model/fusion=linear", "model.fusion.pooling=mean",
+                            "trainer.max_epochs=1"],
                   output_dir=str(tmp_path / "run"))
     train(cfg)
     return tmp_path / "run" / "checkpoints" / "best.ckpt"

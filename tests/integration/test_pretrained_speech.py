@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mmemo.config import compose
-from mmemo.training.run import train
+from mmemo.recipes import run_config as train
 
 
 def _train(overrides, tmp_path, name):

@@ -14,7 +14,7 @@ import statistics
 import pytest
 
 from mmemo.config import compose
-from mmemo.training.run import train
+from mmemo.recipes import run_config as train
 
 FOLDS = (1, 2, 3, 4, 5)
 #: experiment=fusion_comparison's encoders (Whisper tiny.en layer 2, MiniLM) and training settings

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mmemo.config import compose
-from mmemo.training.run import evaluate, train
+from mmemo.recipes import run_config as evaluate
+from mmemo.recipes import run_config as train
 
 
 def run(overrides, tmp_path, name="run"):

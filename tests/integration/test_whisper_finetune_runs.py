@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mmemo.config import compose
+from mmemo.recipes import run_config as train
 from mmemo.training.module import load_classifier
-from mmemo.training.run import train
 
 
 def _train(overrides, tmp_path, name):
@@ -44,7 +44,7 @@ def test_label_generation_trains_and_the_checkpoint_predicts_the_same(tiny_base_
     assert type(model).__name__ == "WhisperLabelClassifier" and model.classes == classes
     cfg = compose("eval", [f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}", "logger=csv"],
                   output_dir=str(tmp_path / "eval"))
-    from mmemo.training.run import evaluate
+    from mmemo.recipes import run_config as evaluate
 
     again = evaluate(cfg)
     assert again["test"]["UA"] == pytest.approx(result["test"]["UA"])

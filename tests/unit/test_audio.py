@@ -7,8 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile
-
 from conftest import tone, write_wav
+
 from mmemo.data.audio import AudioError, load_audio
 
 

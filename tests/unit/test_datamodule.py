@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import tone, write_jsonl, write_wav
+
 from mmemo.data.audio import UnusableAudioError
-from mmemo.data.datamodule import EmotionDataModule, LengthBucketSampler, collate
+from mmemo.data.datamodule import EmotionDataModule
+from mmemo.data.datasets import collate
 from mmemo.data.folds import read_fold, read_stm_speakers
 from mmemo.data.manifest import ManifestError
+from mmemo.data.sampling import LengthBucketSampler
 
 LABELS = ("ang", "hap", "neu", "sad")
 

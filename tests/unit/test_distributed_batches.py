@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch.distributed as dist
 
-from mmemo.data.datamodule import LengthBucketSampler
+from mmemo.data.sampling import LengthBucketSampler
 from mmemo.training.module import gather_rows
 
 LENGTHS = [0.5 + (i * 7919 % 97) / 10 for i in range(103)]

@@ -143,7 +143,7 @@ def test_model_without_head_has_no_labels(model_dirs):
     encoder = Emotion2vecEncoder(str(model_dirs["no_head"]))
     assert encoder.labels is None and not encoder.has_head
     output = encoder(*_batch(_clips()[:2]))
-    with pytest.raises(RuntimeError, match="no classification head"):
+    with pytest.raises(ValueError, match="no classification head"):
         encoder.classify(output.frames, output.mask)
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmemo.encoders.packaged import packaged_model_dir
 from mmemo.encoders.spectral import SpectralEncoder
-from mmemo.encoders.text import TransformersTextEncoder, packaged_model_dir
+from mmemo.encoders.text import TransformersTextEncoder
 
 
 def _batch(waves):

@@ -18,6 +18,7 @@ import torch
 from mmemo.data.datamodule import EmotionDataModule
 from mmemo.encoders.spectral import SpectralEncoder
 from mmemo.encoders.text import TransformersTextEncoder
+from mmemo.features.cached import FeatureCache, Serving
 from mmemo.features.extract import FeatureSource, Job, extract, open_store
 from mmemo.features.store import FeatureStore, list_stores
 
@@ -27,12 +28,17 @@ def tiny_speech_encoder(seed=0, **options):
     return SpectralEncoder(dim=16, ff_dim=32, heads=2, transformer_layers=1, trainable="frozen", **options)
 
 
-def cached_module(corpus, cache_dir, encoder, **options):
-    module = EmotionDataModule(str(corpus), 1, use_text=False, **options)
-    source = FeatureSource("speech", encoder, open_store(encoder, cache_dir))
-    module.use_features({"speech": source}, batch_size=4)
+OPTIONS = {"cache": "auto", "device": "cpu", "batch_size": 4, "storage": "frames", "dtype": "float32"}
+DEFAULT_SERVING = Serving()
+
+
+def cached_module(corpus, cache_dir, encoder, serving=DEFAULT_SERVING, **options):
+    """A data module whose speech is served from ``encoder``'s store (as a training run does)."""
+    module = EmotionDataModule(str(corpus), 1, use_text=False, decode_audio=False, **options)
     module.setup()
-    return module, source
+    cache = FeatureCache({"speech": encoder}, OPTIONS | {"dir": str(cache_dir)}, serving)
+    cache.attach(module)
+    return module, cache.sources["speech"]
 
 
 def test_cached_features_equal_the_encoder_and_training_reads_them(tiny_corpus, tmp_path):
@@ -41,11 +47,12 @@ def test_cached_features_equal_the_encoder_and_training_reads_them(tiny_corpus, 
     assert len(source.store) == 64
     batch = next(iter(module.train_dataloader()))
     assert "audio" not in batch and batch["speech_features"].shape[-1] == 16
-    example = module.datasets["train"].examples[0]
-    wave = torch.from_numpy(module._load_wave(example.utterance))[None]
+    train = module.datasets["train"]
+    wave = torch.from_numpy(module.load_wave(train.examples[0].utterance))[None]
     with torch.no_grad():
         direct = encoder(wave, torch.ones_like(wave, dtype=torch.bool)).frames[0]
-    np.testing.assert_allclose(source.store.get(example.features["speech"]), direct.numpy(), atol=1e-5)
+    np.testing.assert_allclose(source.store.get(train.items["speech"][0]), direct.numpy(), atol=1e-5)
+    np.testing.assert_allclose(train[0]["speech_features"], direct.numpy(), atol=1e-5)
 
 
 def test_a_second_run_encodes_nothing(tiny_corpus, tmp_path, monkeypatch):
@@ -106,7 +113,7 @@ KILLED_EXTRACTION = textwrap.dedent("""
     import sys, time, torch
     from mmemo.data.datamodule import EmotionDataModule
     from mmemo.encoders.spectral import SpectralEncoder
-    from mmemo.features.extract import FeatureSource, open_store
+    from mmemo.features.cached import FeatureCache, Serving
     torch.manual_seed(0)
     encoder = SpectralEncoder(dim=16, ff_dim=32, heads=2, transformer_layers=1, trainable="frozen")
     forward = encoder.forward
@@ -114,13 +121,14 @@ KILLED_EXTRACTION = textwrap.dedent("""
         time.sleep(0.25)
         return forward(*args)
     encoder.forward = slow_forward
-    module = EmotionDataModule(sys.argv[1], 1, use_text=False)
-    source = FeatureSource("speech", encoder, open_store(encoder, sys.argv[2]))
-    module.use_features({"speech": source}, batch_size=2)
-    import mmemo.features.extract as extract
-    original = extract.extract
-    extract.extract = lambda *a, **k: original(*a, **{**k, "shard_items": 4})
+    module = EmotionDataModule(sys.argv[1], 1, use_text=False, decode_audio=False)
     module.setup()
+    import mmemo.features.cached as cached
+    original = cached.extract
+    cached.extract = lambda *a, **k: original(*a, **{**k, "shard_items": 4})
+    options = {"cache": "auto", "device": "cpu", "batch_size": 2, "storage": "frames", "dtype": "float32",
+               "dir": sys.argv[2]}
+    FeatureCache({"speech": encoder}, options, Serving()).attach(module)
 """)
 
 
@@ -175,16 +183,14 @@ def test_pooled_float16_and_all_layer_storage(tiny_bert_dir, tmp_path):
 
 
 def test_pooled_serving_gives_a_pooling_head_the_same_input(tiny_corpus, tmp_path):
-    from mmemo.data.datamodule import collate
+    from mmemo.data.datasets import collate
     from mmemo.fusion import build_fusion
     from mmemo.fusion.base import head_needs_frames
 
     assert not head_needs_frames("late") and head_needs_frames("cross_attention") and head_needs_frames("emobox")
     encoder = tiny_speech_encoder()
     frames_module, source = cached_module(tiny_corpus, tmp_path, encoder)
-    pooled_module = EmotionDataModule(str(tiny_corpus), 1, use_text=False)
-    pooled_module.use_features({"speech": FeatureSource("speech", encoder, source.store)}, pooled=True)
-    pooled_module.setup()
+    pooled_module, _ = cached_module(tiny_corpus, tmp_path, encoder, serving=Serving(pooled=True))
     torch.manual_seed(0)
     head = build_fusion("gated", {"speech": 16}, 4).eval()
     items = list(range(6))
@@ -208,28 +214,30 @@ def test_pooled_serving_gives_a_pooling_head_the_same_input(tiny_corpus, tmp_pat
 
 def test_windowed_serving_gives_cross_attention_the_same_input(tiny_corpus, tmp_path):
     """Frames averaged in windows where they are read == the head averaging full-rate frames itself."""
-    from mmemo.data.datamodule import collate
+    from mmemo.data.datasets import collate
     from mmemo.fusion import build_fusion
     from mmemo.fusion.layers import downsample
     from mmemo.training.module import EmotionClassifier
 
     encoder = tiny_speech_encoder()
     frames_module, source = cached_module(tiny_corpus, tmp_path, encoder)
-    windowed_module = EmotionDataModule(str(tiny_corpus), 1, use_text=False)
-    windowed_module.use_features({"speech": FeatureSource("speech", encoder, source.store)}, frame_stride={"speech": 3})
-    windowed_module.setup()
+    windowed_module, _ = cached_module(tiny_corpus, tmp_path, encoder, serving=Serving(frame_stride={"speech": 3}))
     items = list(range(6))
     full = collate([frames_module.datasets["test"][i] for i in items])
     windowed = collate([windowed_module.datasets["test"][i] for i in items])
     assert windowed["speech_features_stride"] == 3 and "speech_features_stride" not in full
     expected, expected_mask = downsample(full["speech_features"], full["speech_features_mask"], 3)
     assert torch.equal(windowed["speech_features_mask"], expected_mask)
-    torch.testing.assert_close(windowed["speech_features"][expected_mask], expected[expected_mask], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(windowed["speech_features"][expected_mask], expected[expected_mask],
+                               atol=1e-6, rtol=1e-6)
 
     torch.manual_seed(0)
-    model = EmotionClassifier(["a", "b", "c", "d"], speech={"_target_": "x"}, text=None,
-                              fusion={"name": "cross_attention", "frame_stride": {"speech": 3}},
-                              encoders={"speech": encoder}).eval()
+    spec = {"_target_": "mmemo.encoders.spectral.SpectralEncoder", "dim": 16, "ff_dim": 32, "heads": 2,
+            "transformer_layers": 1, "trainable": "frozen"}
+    model = EmotionClassifier(["a", "b", "c", "d"], speech=spec, text=None,
+                              fusion={"name": "cross_attention", "frame_stride": {"speech": 3}})
+    model.encoders["speech"] = encoder  # the weights whose features the store holds
+    model.eval()
     with torch.no_grad():
         assert model.encode(windowed)["speech"].stride == 3
         torch.testing.assert_close(model(windowed).logits, model(full).logits, atol=1e-5, rtol=1e-5)

@@ -9,7 +9,8 @@ from mmemo.encoders.base import EncoderOutput
 from mmemo.fusion import available_heads, build_fusion
 from mmemo.fusion.base import masked_mean
 
-HEADS = ["concat", "late", "joint_embedding", "cross_attention", "gated", "linear", "emobox", "attentive"]
+#: Every head found in mmemo/fusion/ (a new head file is tested the day it is added).
+HEADS = available_heads()
 DIMS = {"speech": 8, "text": 6}
 
 
@@ -35,8 +36,11 @@ def _head(name, **options):
     return build_fusion(name, DIMS, num_classes=4, **options).eval()
 
 
-def test_every_named_head_is_registered():
-    assert set(HEADS) <= set(available_heads())
+def test_every_head_has_its_config_and_every_config_its_head():
+    from mmemo.config import config_dir
+
+    configs = {p.stem for p in (config_dir() / "model" / "fusion").glob("*.yaml")}
+    assert len(HEADS) >= 8 and set(HEADS) == configs
 
 
 @pytest.mark.parametrize("name", HEADS)
@@ -51,7 +55,8 @@ def test_gradients_reach_every_branch(name):
     head = _head(name).train()
     feats = {m: EncoderOutput(f.frames.clone().requires_grad_(True), f.mask) for m, f in _features().items()}
     out = head(feats, torch.tensor([0, 1, 2, 3]))
-    (torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 2, 3])) + sum(out.aux_losses.values(), 0)).backward()
+    (torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 2, 3]))
+     + sum(out.aux_losses.values(), 0)).backward()
     for modality, f in feats.items():
         assert f.frames.grad is not None and f.frames.grad[f.mask].abs().sum() > 0, modality
         assert f.frames.grad[~f.mask].abs().sum() == 0  # nothing flows into padding

@@ -8,8 +8,8 @@ there is one): :class:`ManifestError` for manifests, :class:`RulesError` for rul
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from mmemo.data.manifest import ManifestError, Utterance, iter_manifest, read_manifest
 from mmemo.inference.stream import decode_chunk
-from mmemo.monitor.rules import RuleSet, RulesError, load_rules
+from mmemo.monitor.rules import RulesError, RuleSet, load_rules
 
-FUZZ = settings(max_examples=int(os.environ.get("MMEMO_FUZZ_EXAMPLES", 300)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("MMEMO_FUZZ_EXAMPLES", 300)), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**20, max_value=10**20),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))

@@ -6,8 +6,8 @@ import shutil
 from collections import Counter
 
 import pytest
-
 from conftest import write_jsonl, write_wav
+
 from mmemo.data.check import check_corpus
 from mmemo.data.datamodule import EmotionDataModule
 from mmemo.data.folds import read_fold
@@ -23,7 +23,8 @@ def _corpus(root, *, test_speaker="s3", text=lambda s, i: f"{s} says thing {i}",
             key = f"{speaker}_{i}"
             write_wav(root / f"{key}.wav", __import__("conftest").tone(0.5, freq=200 + 30 * i + 11 * n))
             split = "test" if speaker == test_speaker else "train"
-            rows[split].append({"key": key, "wav": f"{key}.wav", "emo": "neu", "speaker": speaker, "text": text(speaker, i)})
+            rows[split].append({"key": key, "wav": f"{key}.wav", "emo": "neu", "speaker": speaker,
+                                "text": text(speaker, i)})
     if duplicate:
         shutil.copy(root / "s1_0.wav", root / "copy.wav")
         rows["test"].append({"key": "copy", "wav": "copy.wav", "emo": "neu", "speaker": "s3", "text": "x"})
@@ -57,7 +58,8 @@ def test_identical_transcripts_warn_with_counts(tmp_path, caplog):
     root = _corpus(tmp_path, text=lambda s, i: f"the same sentence {i}")
     with caplog.at_level("WARNING"):
         splits = read_fold(root, 1)
-    assert "3 of 3 test utterances (100%) have a transcript that also occurs in training (3 distinct" in splits.warnings[0]
+    assert ("3 of 3 test utterances (100%) have a transcript that also occurs in training (3 distinct"
+            in splits.warnings[0])
     assert "memorise" in caplog.text
 
 
@@ -66,7 +68,7 @@ def test_checkpoint_selection_on_test_is_refused(tiny_overrides, tmp_path):
     with pytest.raises(ValueError, match="test-split metric"):
         check_monitor("test/UA")
     from mmemo.config import compose
-    from mmemo.training.run import train
+    from mmemo.recipes import run_config as train
 
     cfg = compose("train", [*tiny_overrides, "callbacks.model_checkpoint.monitor=test/UA"], output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="checkpoints are selected on 'test/UA'"):
@@ -74,7 +76,8 @@ def test_checkpoint_selection_on_test_is_refused(tiny_overrides, tmp_path):
 
 
 def test_emotion2vec_plus_on_its_training_corpora_warns():
-    assert "fine-tuned on data that includes iemocap" in check_pretraining_overlap("iic/emotion2vec_plus_base", "iemocap")
+    assert ("fine-tuned on data that includes iemocap"
+            in check_pretraining_overlap("iic/emotion2vec_plus_base", "iemocap"))
     assert check_pretraining_overlap("iic/emotion2vec_base", "iemocap") is None
     assert check_pretraining_overlap("/models/emotion2vec_plus_large", "demo") is None
 

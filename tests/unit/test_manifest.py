@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import write_jsonl, write_wav
+
 from mmemo.data.labels import LabelMap
 from mmemo.data.manifest import ManifestError, read_manifest, resolve_audio_paths, write_manifest
 

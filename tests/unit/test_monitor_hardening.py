@@ -151,7 +151,8 @@ def test_a_name_resolving_to_a_metadata_address_is_refused_at_delivery(tmp_path,
 # -- tokens, settings, logs ---------------------------------------------------------------------------
 @pytest.mark.parametrize("token, problem", [
     (" " * 16, "whitespace"), ("a" * 32, "distinct characters"), ("short-token", "fewer than 16"),
-    ("correct-horse-battery\n", "whitespace"), ("ünïcödé-tökén-0123456", "non-ASCII"), ("\t" + "x1y2z3w4" * 3, "whitespace"),
+    ("correct-horse-battery\n", "whitespace"), ("ünïcödé-tökén-0123456", "non-ASCII"),
+    ("\t" + "x1y2z3w4" * 3, "whitespace"),
 ])
 def test_weak_tokens_are_refused(tmp_path, token, problem):
     assert problem in weak_token(token)

@@ -12,7 +12,7 @@ import torch
 
 from mmemo.inference import Predictor, StreamSession
 from mmemo.inference.outputs import render_predictions
-from mmemo.inference.predictor import NON_FINITE
+from mmemo.inference.predictions import NON_FINITE
 from mmemo.inference.stream import NonFiniteScores
 from mmemo.training.errors import NonFiniteScoresError
 from mmemo.training.module import EmotionClassifier

@@ -97,7 +97,8 @@ def test_cooldown_is_per_rule_and_channel_across_sessions():
     first = engine.session("line-1", "call-1", DT, start_time=1000.0).feed(times, probs)
     assert len(first) == 1  # held for 10 s, but the cooldown stops repeats
     assert engine.session("line-2", "call-2", DT, start_time=1005.0).feed(times, probs)  # other channel
-    assert engine.session("line-1", "call-3", DT, start_time=1020.0).feed(times, probs) == []  # ends before 1001.98 + 30 s
+    # ends before 1001.98 + 30 s
+    assert engine.session("line-1", "call-3", DT, start_time=1020.0).feed(times, probs) == []
     later = engine.session("line-1", "call-4", DT, start_time=1031.0).feed(times, probs)
     # frames before 1031.98 s are cooling down; the first full window after it fires
     assert len(later) == 1 and later[0].fired_at >= 1032.0

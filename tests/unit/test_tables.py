@@ -93,7 +93,8 @@ def test_cited_rows_sit_beside_this_studys_rows_and_say_so(runs, tmp_path):
                      "paper model everywhere,,50.0,,,\"Other (2023)\"\n")
     table = build_table(runs, row=lambda r: r.config["model"]["name"], column=lambda r: r.dataset, cited=[cited])
     assert table.rows == ["fused", "speech", "paper model", "paper model everywhere"]  # ours first
-    assert table.source("fused") == "this study (5 runs)" and table.source("paper model") == "cited: Someone (2024), Table 4"
+    assert (table.source("fused") == "this study (5 runs)"
+            and table.source("paper model") == "cited: Someone (2024), Table 4")
     text = to_markdown(table)
     assert "| paper model | 71.50 | 72.00 | 70.90 | – | – | – | cited: Someone (2024), Table 4 |" in text
     assert "| paper model everywhere | 50.00 | – | – | 50.00 | – | – | cited: Other (2023) |" in text

@@ -9,8 +9,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import tone, write_jsonl, write_wav
+
 from mmemo.data.audio import AudioError, iter_audio_blocks, load_audio
 from mmemo.data.datamodule import EmotionDataModule
 from mmemo.data.folds import read_fold

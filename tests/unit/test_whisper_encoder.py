@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 import whisper
 
 from mmemo.encoders.whisper import WhisperEncoder
