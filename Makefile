@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmemo-setup
 
-.PHONY: setup demo test test-all test-ui clean-runs
+.PHONY: setup demo test test-all test-ui lint clean-runs
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ test-all: setup
 test-ui: setup
 	bash scripts/setup_browser.sh
 	$(PY) -m pytest -m browser
+
+## ruff over the whole repository (rule set in pyproject.toml; docs/architecture.md says why).
+lint: setup
+	$(VENV)/bin/ruff check .
 
 clean-runs:
 	rm -rf runs

@@ -122,7 +122,8 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
     result = {"clips": len(ratings), "manifest": str(manifest.relative_to(ROOT)) if manifest.is_relative_to(ROOT)
-              else str(manifest), "protocol": "leave-one-out over the 47 clips; no speaker ids (not speaker-independent)",
+              else str(manifest),
+              "protocol": "leave-one-out over the 47 clips; no speaker ids (not speaker-independent)",
               "rating_std": {t: round(float(v.std()), 3) for t, v in targets.items()},
               "rows": rows, "seconds": round(time.time() - started, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,8 @@ def main() -> None:
     lines += [f"| {r['model']} | {r['arousal_ccc']:.3f} | {r['arousal_pearson']:.3f} | {r['valence_ccc']:.3f} | "
               f"{r['valence_pearson']:.3f} |" for r in rows]
     lines += ["", f"{len(ratings)} clips, leave-one-out; predicting the training mean scores CCC 0. No speaker ids "
-                  f"are given, so a speaker may appear on both sides of a split. {result['seconds']:.0f} s on this machine."]
+                  f"are given, so a speaker may appear on both sides of a split. "
+                  f"{result['seconds']:.0f} s on this machine."]
     (args.out / "pyaa_dimensional.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
