@@ -64,8 +64,7 @@ def test_model_defaults_are_the_classifiers():
 def test_data_configs_name_only_options_the_data_module_has(name):
     config = {k: v for k, v in _yaml(config_dir() / "data" / f"{name}.yaml").items() if not k.startswith("_")}
     target = _yaml(config_dir() / "data" / f"{name}.yaml").get("_target_")
-    if target is None:  # a config that only extends another
-        pytest.skip(f"data/{name}.yaml has no _target_ of its own")
+    assert target, f"data/{name}.yaml names no data module class"
     _check_against_class({"_target_": target, **config}, f"data/{name}.yaml")
 
 
