@@ -86,11 +86,6 @@ class FeatureCache:
         for modality, source in self.sources.items():
             log.info("%s features of %s are cached in %s", modality, source.encoder.name, source.store.folder)
 
-    @property
-    def serves_speech(self) -> bool:
-        """Whether speech comes from a store (then the data module need not decode audio)."""
-        return "speech" in self.sources
-
     def attach(self, datamodule) -> None:
         """Encode what the stores lack for every split, drop unusable clips, wrap the datasets.
 
