@@ -1,4 +1,4 @@
-"""The encoder contract every speech and text encoder follows.
+"""The encoder contract every speech, text and video encoder follows.
 
 An encoder turns a batch into frames plus a validity mask. Padding must never
 leak: on each item's valid frames, the batched output equals the output for
@@ -23,7 +23,8 @@ from torch import nn
 from mmemo.encoders.trainable import TRAINABLE_MODES, TrainableModes, tensor_digest
 from mmemo.errors import InvalidInput
 
-__all__ = ["TRAINABLE_MODES", "Encoder", "EncoderOutput", "LayerMixer", "SpeechEncoder", "TextEncoder", "check_layer"]
+__all__ = ["TRAINABLE_MODES", "Encoder", "EncoderOutput", "FrameWiseVideoEncoder", "LayerMixer", "SpeechEncoder",
+           "TextEncoder", "VideoEncoder", "check_layer"]
 
 
 @dataclass
@@ -131,6 +132,54 @@ class TextEncoder(Encoder):
     @abc.abstractmethod
     def forward(self, texts: list[str]) -> EncoderOutput:
         """Encode a batch of raw strings."""
+
+
+class VideoEncoder(Encoder):
+    """``forward(faces [B,T,S,S,3] uint8, face_mask [B,T] bool) -> EncoderOutput`` at ``frame_rate`` Hz.
+
+    Input is a face track (:mod:`mmemo.video`): aligned RGB crops sampled at ``frame_rate`` frames
+    per second (the data config's ``video.fps``; configs pass it on), masked where no face was
+    found. Output frames where the input is masked are zeros and masked too. ``landmarks``
+    [B,T,478,3] come along for geometric encoders.
+    """
+
+    def __init__(self, frame_rate: float = 5.0, trainable: str = "full", top_k: int = 2, lora: dict | None = None):
+        super().__init__(trainable, top_k, lora)
+        if not frame_rate > 0:
+            raise InvalidInput(f"video frame_rate must be positive, got {frame_rate}")
+        self._frame_rate = float(frame_rate)
+
+    @property
+    def frame_rate(self) -> float:
+        return self._frame_rate
+
+    @abc.abstractmethod
+    def forward(self, faces: torch.Tensor, face_mask: torch.Tensor,
+                landmarks: torch.Tensor | None = None) -> EncoderOutput:
+        """Encode a padded batch of face tracks."""
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "frame_rate": self._frame_rate}
+
+
+class FrameWiseVideoEncoder(VideoEncoder):
+    """A video encoder that encodes each face crop on its own (``encode_frames``): padding can never
+    leak, and frames without a face are never computed."""
+
+    @abc.abstractmethod
+    def encode_frames(self, crops: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
+        """[N,S,S,3] uint8 crops (and [N,478,3] landmarks) of valid frames -> [N,D] features."""
+
+    def forward(self, faces: torch.Tensor, face_mask: torch.Tensor,
+                landmarks: torch.Tensor | None = None) -> EncoderOutput:
+        batch, steps = face_mask.shape
+        mask = face_mask.bool()
+        out = torch.zeros(batch, steps, self.dim, device=faces.device)
+        if mask.any():
+            picked = self.encode_frames(faces[mask], None if landmarks is None else landmarks[mask])
+            out = out.to(picked.dtype)
+            out[mask] = picked
+        return EncoderOutput(out, mask)
 
 
 class LayerMixer(nn.Module):
