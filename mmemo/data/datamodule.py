@@ -38,7 +38,7 @@ from mmemo.data.datasets import EmotionDataset, Example, collate
 from mmemo.data.folds import Splits, audio_root_of, read_fold
 from mmemo.data.labels import LabelMap
 from mmemo.data.leakage import check_duplicate_audio
-from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, resolve_audio_paths
+from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, resolve_audio_paths, resolve_video_paths
 from mmemo.data.sampling import LengthBucketSampler
 from mmemo.errors import InvalidInput
 
@@ -77,6 +77,9 @@ class EmotionDataModule(L.LightningDataModule):
         use_audio: bool = True,
         use_text: bool = True,
         decode_audio: bool = True,
+        use_video: bool = False,
+        decode_video: bool = True,
+        video: dict | None = None,
         output_dir: str | None = None,
         seed: int = 0,
     ):
@@ -120,6 +123,11 @@ class EmotionDataModule(L.LightningDataModule):
         self.use_text = use_text
         self.output_dir = Path(output_dir) if output_dir else None
         self.decode_audio = decode_audio
+        from mmemo.video.track import VideoOptions
+
+        self.video = VideoOptions.from_config(video)  # how a clip's video becomes a face track
+        self.use_video = use_video
+        self.decode_video = decode_video
         self.seed = seed
         self.label_map: LabelMap | None = None
         self.datasets: dict[str, EmotionDataset] = {}
@@ -157,6 +165,8 @@ class EmotionDataModule(L.LightningDataModule):
         everything = [u for us, _ in labelled.values() for u in us]
         if self.use_audio or (self.use_text and self.text_source == "asr"):
             resolve_audio_paths(everything, self.audio_root, problems)
+        if self.use_video:
+            resolve_video_paths(everything, self.audio_root, problems)
         if self.use_text and self.text_source == "asr" and not problems:
             labelled = self._asr_transcripts(labelled)
         if self.use_text and self.missing_text == "error":
@@ -179,7 +189,8 @@ class EmotionDataModule(L.LightningDataModule):
         decoding = self.use_audio and self.decode_audio
         if decoding:
             examples = self._scan_audio(examples)
-        self.datasets = {split: EmotionDataset(ex, load_audio=self.load_wave, with_audio=decoding)
+        faces = self.load_faces if self.use_video and self.decode_video else None
+        self.datasets = {split: EmotionDataset(ex, load_audio=self.load_wave, with_audio=decoding, load_faces=faces)
                          for split, ex in examples.items()}
         self._log_summary(splits)
         self._is_set_up = True
@@ -229,6 +240,24 @@ class EmotionDataModule(L.LightningDataModule):
     def clip_identity(self, utterance: Utterance) -> str:
         """What identifies the clip :meth:`load_wave` gives: the file, its segment and the cropping."""
         return clip_identity(utterance.audio_path, utterance.start, utterance.end, self.max_seconds, self.crop)
+
+    def load_faces(self, utterance: Utterance):
+        """The clip's face track (:mod:`mmemo.video`): its ``video`` between start and end, sampled at
+        ``video.fps``; a line without video is one masked step (the modality is missing)."""
+        from mmemo.video.track import empty_track, face_track
+
+        if utterance.video_path is None:
+            return empty_track(self.video)
+        return face_track(utterance.video_path, self.video, start=utterance.start, end=utterance.end,
+                          key=utterance.key)
+
+    def video_identity(self, utterance: Utterance) -> str:
+        """What identifies the face track :meth:`load_faces` gives (file, window, video options)."""
+        from mmemo.video.track import track_identity
+
+        if utterance.video_path is None:
+            return "video:none"
+        return track_identity(utterance.video_path, utterance.start, utterance.end, self.video)
 
     def _load_clip(self, utterance: Utterance):
         return load_audio(utterance.audio_path, key=utterance.key, start=utterance.start, end=utterance.end,

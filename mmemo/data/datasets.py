@@ -1,4 +1,4 @@
-"""One split as a torch Dataset of ``{key, speaker, text, label[, audio]}`` items, and their collation.
+"""One split as a torch Dataset of ``{key, speaker, text, label[, audio][, faces]}`` items, and their collation.
 
 Audio comes from memory (decoded once by the data module's setup) or is decoded on access.
 Extra per-item arrays (cached encoder features, ``<modality>_features``) are added by
@@ -29,10 +29,11 @@ class EmotionDataset(Dataset):
     """Examples of one split; ``load_audio`` (when given) decodes a clip kept out of memory."""
 
     def __init__(self, examples: list[Example], *, load_audio: Callable[[Utterance], np.ndarray] | None = None,
-                 with_audio: bool = True):
+                 with_audio: bool = True, load_faces: Callable[[Utterance], object] | None = None):
         self.examples = examples
         self._load = load_audio
         self.with_audio = with_audio
+        self._load_faces = load_faces  # a clip's FaceTrack (mmemo.video), when the model reads video
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -47,13 +48,21 @@ class EmotionDataset(Dataset):
         }
         if self.with_audio:
             item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
+        if self._load_faces is not None:
+            track = self._load_faces(example.utterance)
+            item["faces"], item["face_mask"], item["landmarks"] = track.crops, track.mask, track.landmarks
         return item
 
 
 def pad_first_axis(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack [T_i, ...] arrays into [B, T_max, ...] with a [B, T_max] validity mask (filled in numpy: one copy)."""
+    """Stack [T_i, ...] arrays into [B, T_max, ...] with a [B, T_max] validity mask (filled in numpy: one copy).
+
+    Floats become float32; uint8 (face crops) and bool stay as they are. T_max is at least 1, so
+    a batch whose items are all empty (no face in any clip) is one masked step, not zero.
+    """
     lengths = np.array([a.shape[0] for a in arrays])
-    out = np.zeros((len(arrays), int(lengths.max()), *arrays[0].shape[1:]), dtype=np.float32)
+    dtype = arrays[0].dtype if arrays[0].dtype in (np.uint8, np.bool_) else np.float32
+    out = np.zeros((len(arrays), max(int(lengths.max()), 1), *arrays[0].shape[1:]), dtype=dtype)
     for row, array in enumerate(arrays):
         out[row, : lengths[row]] = array
     mask = np.arange(out.shape[1])[None] < lengths[:, None]
@@ -74,6 +83,10 @@ def collate(items: list[dict]) -> dict:
     }
     if "audio" in items[0]:
         batch["audio"], batch["audio_mask"] = pad_first_axis([item["audio"] for item in items])
+    if "faces" in items[0]:
+        batch["faces"], _ = pad_first_axis([item["faces"] for item in items])
+        batch["face_mask"], _ = pad_first_axis([item["face_mask"] for item in items])
+        batch["landmarks"], _ = pad_first_axis([item["landmarks"] for item in items])
     for name in [k for k in items[0] if k.endswith("_features")]:
         batch[name], batch[f"{name}_mask"] = pad_first_axis([item[name] for item in items])
         for flag in ("stride", "moments"):

@@ -22,7 +22,7 @@ from mmemo.textfiles import is_finite_number, iter_lines, loads_json
 REQUIRED_FIELDS = ("key", "wav", "emo")
 _KNOWN_FIELDS = (
     "key", "dataset", "wav", "length", "emo", "speaker", "lang", "text", "channel",
-    "start", "end", "session", "gender",
+    "start", "end", "session", "gender", "video",
 )
 _MAX_ISSUES_SHOWN = 20
 
@@ -60,9 +60,11 @@ class Utterance:
     end: float | None = None
     session: str | None = None
     gender: str | None = None
+    video: str | None = None  # a video file (may be the same file as wav); start/end apply to it too
     extra: dict[str, Any] = field(default_factory=dict)
     source: Source | None = field(default=None, compare=False, repr=False)
     audio_path: Path | None = field(default=None, compare=False, repr=False)
+    video_path: Path | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The manifest line for this record (extras kept, bookkeeping dropped)."""
@@ -173,7 +175,7 @@ def _parse_line(obj: Any, source: Source) -> tuple[Utterance | None, list[Issue]
         issues.append(Issue(source, f"field 'channel' must be an integer, got {channel!r}"))
     else:
         values["channel"] = channel
-    for name in ("dataset", "speaker", "lang", "text", "session", "gender"):
+    for name in ("dataset", "speaker", "lang", "text", "session", "gender", "video"):
         value = obj.get(name)
         if value is None:
             continue
@@ -284,6 +286,24 @@ def resolve_audio_paths(utterances: Iterable[Utterance], audio_root: str | os.Pa
             found.append(Issue(utterance.source or Source("<memory>", 0), f"{problem} (key {utterance.key!r})"))
             continue
         utterance.audio_path = resolved
+    report(found, collect, audio_root_hint(audio_root))
+
+
+def resolve_video_paths(utterances: Iterable[Utterance], audio_root: str | os.PathLike,
+                        collect: IssueCollector | None = None) -> None:
+    """Set ``video_path`` on each record with a ``video`` field, by the same rule as audio paths.
+    A record without one simply has no video (a missing modality); a named file that is absent
+    or escapes the root is a problem."""
+    found: list[Issue] = []
+    for utterance in utterances:
+        if not utterance.video:
+            continue
+        resolved, problem = resolve_audio_path(utterance.video, audio_root)
+        if problem is not None:
+            found.append(Issue(utterance.source or Source("<memory>", 0),
+                               f"{problem.replace('audio', 'video', 1)} (key {utterance.key!r})"))
+            continue
+        utterance.video_path = resolved
     report(found, collect, audio_root_hint(audio_root))
 
 

@@ -25,6 +25,7 @@ from mmemo.encoders.base import Encoder
 from mmemo.errors import InvalidInput
 from mmemo.features.extract import FeatureSource, Job, extract, open_store
 from mmemo.features.store import text_item_id
+from mmemo.video.decode import VideoError
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class FeatureCache:
             return
         everything = [e for dataset in datamodule.datasets.values() for e in dataset.examples]
         items: dict[str, dict[str, str]] = {}  # modality -> key -> item id
-        failed: dict[str, AudioError] = {}
+        failed: dict[str, AudioError | VideoError] = {}
         for modality, source in self.sources.items():
             jobs, ids = [], {}
             for example in everything:
@@ -105,13 +106,18 @@ class FeatureCache:
                     ids[u.key] = datamodule.clip_identity(u)
                     jobs.append(Job(ids[u.key], u.length or u.audio_path.stat().st_size,
                                     lambda u=u: datamodule.load_wave(u), key=u.key, where=str(u.audio_path)))
+                elif modality == "video":
+                    ids[u.key] = datamodule.video_identity(u)
+                    jobs.append(Job(ids[u.key], u.length or 0.0, lambda u=u: datamodule.load_faces(u), key=u.key,
+                                    where=str(u.video_path or "")))
                 else:
                     ids[u.key] = text_item_id(u.text or "")
                     jobs.append(Job(ids[u.key], len(u.text or ""), lambda text=u.text or "": text, key=u.key))
             items[modality] = ids
+            error = VideoError if modality == "video" else AudioError
             for failure in extract(source, jobs, batch_size=self.batch_size, device=self.device,
                                    desc=f"caching {source.encoder.name} features"):
-                failed.setdefault(failure["key"], AudioError(failure["file"], failure["reason"], failure["key"]))
+                failed.setdefault(failure["key"], error(failure["file"], failure["reason"], failure["key"]))
         datamodule.exclude(failed)
         speech = self.sources.get("speech")
         if speech is not None:  # the clip length that orders length-bucketed batches

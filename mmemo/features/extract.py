@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 from mmemo.bounded import BoundedCache
 from mmemo.data.audio import AudioError
-from mmemo.encoders.base import Encoder, SpeechEncoder
+from mmemo.encoders.base import Encoder, SpeechEncoder, VideoEncoder
 from mmemo.errors import InvalidInput
 from mmemo.features.store import DTYPES, STORAGE_MODES, FeatureStore, store_key
+from mmemo.video.decode import VideoError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _outputs(encoder: Encoder, output, storage: str) -> list[np.ndarray]:
     arrays = []
     for row in range(stacked.shape[0]):
         valid = stacked[row][mask[row]].float()
-        if storage == "pooled":
+        if storage == "pooled" and valid.shape[0]:  # an item with no valid frame (no face) stays empty
             valid = valid.mean(0, keepdim=True)
         arrays.append(valid.cpu().numpy())
     return arrays
@@ -99,6 +100,15 @@ def _encode_speech(encoder: Encoder, waves: Sequence[np.ndarray], device: torch.
         wav[row, : lengths[row]] = torch.from_numpy(np.asarray(wave, dtype=np.float32))
         mask[row, : lengths[row]] = True
     return encoder(wav, mask)
+
+
+def _encode_video(encoder: Encoder, tracks: Sequence, device: torch.device):
+    from mmemo.data.datasets import pad_first_axis
+
+    faces, _ = pad_first_axis([t.crops for t in tracks])
+    mask, _ = pad_first_axis([t.mask for t in tracks])
+    landmarks, _ = pad_first_axis([t.landmarks for t in tracks])
+    return encoder(faces.to(device), mask.to(device), landmarks.to(device))
 
 
 def extract(source: FeatureSource, jobs: Sequence[Job], *, batch_size: int = 16, shard_items: int = 256,
@@ -132,11 +142,13 @@ def extract(source: FeatureSource, jobs: Sequence[Job], *, batch_size: int = 16,
                 try:
                     inputs.append(job.load())
                     kept.append(job)
-                except AudioError as error:
+                except (AudioError, VideoError) as error:
                     failures.append({"key": job.key or job.item, "file": job.where, "reason": error.reason})
             if kept:
                 if isinstance(encoder, SpeechEncoder):
                     output = _encode_speech(encoder, inputs, device)
+                elif isinstance(encoder, VideoEncoder):
+                    output = _encode_video(encoder, inputs, device)
                 else:
                     output = encoder(list(inputs))
                 for job, array in zip(kept, _outputs(encoder, output, storage)):

@@ -128,10 +128,14 @@ class FeatureStore:
 
     def get_moments(self, item: str) -> np.ndarray:
         """The item's mean and mean of squares over frames, [2, ...] (float32, computed in float64);
-        all a head that pools first needs (mean, or mean and std). Remembered: they are small."""
+        all a head that pools first needs (mean, or mean and std). Remembered: they are small.
+        An item without any frame (a clip in which no face was found) has none: [0, ...], which
+        collation turns into a masked row, i.e. a missing modality."""
         pooled = self._pooled.get(item)
         if pooled is None:
             frames = self.get(item).astype(np.float64)
+            if frames.shape[0] == 0:
+                return frames.astype(np.float32)
             pooled = np.stack([frames.mean(0), (frames ** 2).mean(0)]).astype(np.float32)
             self._pooled[item] = pooled
         return pooled

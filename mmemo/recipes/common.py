@@ -22,7 +22,11 @@ from mmemo.training.provenance import environment, git_state
 
 log = logging.getLogger(__name__)
 
-MODALITY_SETS = {"both": ("speech", "text"), "speech": ("speech",), "text": ("text",)}
+#: ``modalities=`` choices: every non-empty subset of speech, text and video ("both" is speech + text).
+MODALITY_SETS = {"both": ("speech", "text"), "speech": ("speech",), "text": ("text",), "video": ("video",),
+                 "speech+text": ("speech", "text"), "speech+video": ("speech", "video"),
+                 "text+video": ("text", "video"), "all": ("speech", "text", "video")}
+MODALITIES = ("speech", "text", "video")
 
 
 def container(node) -> dict:
@@ -33,13 +37,17 @@ def container(node) -> dict:
 
 
 def selected_specs(cfg: DictConfig) -> dict[str, dict | None]:
-    """The speech and text encoder configs this run uses (``modalities`` can switch one off)."""
+    """The speech, text and video encoder configs this run uses (``modalities`` can switch some off)."""
     choice = str(cfg.get("modalities", "both"))
     if choice not in MODALITY_SETS:
         raise InvalidInput(f"modalities must be one of {list(MODALITY_SETS)}, got {choice!r}")
-    specs = {m: encoder_spec(cfg.model.get(m)) if m in MODALITY_SETS[choice] else None for m in ("speech", "text")}
+    specs = {m: encoder_spec(cfg.model.get(m)) if m in MODALITY_SETS[choice] else None for m in MODALITIES}
     if not any(specs.values()):
-        raise InvalidInput(f"modalities={choice} with model/speech and model/text as configured leaves no modality")
+        raise InvalidInput(f"modalities={choice} with model/speech, model/text and model/video as configured "
+                           "leaves no modality")
+    wanted = [m for m in MODALITY_SETS[choice] if specs[m] is None]
+    if wanted and choice != "both":
+        raise InvalidInput(f"modalities={choice} needs model/{wanted[0]} (it is none)")
     return specs
 
 
@@ -60,8 +68,9 @@ def build_model(cfg: DictConfig, datamodule):
     """``model._target_`` with the data's classes and training class counts, and the run's config."""
     counts = Counter(e.label for e in datamodule.datasets["train"].examples)
     specs = model_specs(cfg)
-    model_cfg = {k: v for k, v in container(cfg.model).items() if k not in ("speech", "text", "_target_")}
-    model = model_class(cfg)(classes=list(datamodule.classes), speech=specs["speech"], text=specs["text"],
+    model_cfg = {k: v for k, v in container(cfg.model).items() if k not in (*MODALITIES, "_target_")}
+    encoders = {m: specs[m] for m in MODALITIES if specs.get(m) is not None or m != "video"}
+    model = model_class(cfg)(classes=list(datamodule.classes), **encoders,
                              class_counts=[counts.get(i, 0) for i in range(len(datamodule.classes))], **model_cfg)
     model.run_config = resolved_config(cfg)
     return model
@@ -79,9 +88,9 @@ def frozen_in_config(spec: dict | None) -> bool:
     return default is not None and default.default == "frozen"
 
 
-def serves_speech_from_cache(cfg: DictConfig, specs: dict[str, dict | None]) -> bool:
-    """Speech read from the feature cache: the data module need not decode audio."""
-    return (cfg.get("features") or {}).get("cache") == "auto" and frozen_in_config(specs.get("speech"))
+def serves_speech_from_cache(cfg: DictConfig, specs: dict[str, dict | None], modality: str = "speech") -> bool:
+    """A modality read from the feature cache: the data module need not decode its audio (or video)."""
+    return (cfg.get("features") or {}).get("cache") == "auto" and frozen_in_config(specs.get(modality))
 
 
 def feature_cache(cfg: DictConfig, model):

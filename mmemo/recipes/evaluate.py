@@ -38,8 +38,9 @@ def run(cfg: DictConfig) -> dict:
         raise InvalidInput(f"split must be one of {SPLITS}, got {split!r}")
     model = load_classifier(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else stored_data_config(model)
+    video = {"use_video": True} if "video" in model.modalities else {}
     datamodule = instantiate(data_cfg, use_audio="speech" in model.modalities, use_text=model.needs_text,
-                             classes=model.classes, output_dir=str(output_dir))
+                             classes=model.classes, output_dir=str(output_dir), **video)
     datamodule.setup("test")
     if tuple(datamodule.classes) != tuple(model.classes):
         raise InvalidInput(f"the data's classes {list(datamodule.classes)} differ from the model's {model.classes}")

@@ -106,7 +106,7 @@ ENCODER_BASE = ("mmemo.encoders.", "mmemo.encoders.base.Encoder")
 DATAMODULE_BASE = ("mmemo.data.", "mmemo.data.datamodule.EmotionDataModule")
 FUSION_BASE = ("mmemo.fusion.", "mmemo.fusion.base.FusionHead")
 #: The hyper-parameters a model builds a class from, and the classes each may name.
-BUILT_FROM_HPARAMS = {"speech": ENCODER_BASE, "text": ENCODER_BASE, "fusion": FUSION_BASE}
+BUILT_FROM_HPARAMS = {"speech": ENCODER_BASE, "text": ENCODER_BASE, "video": ENCODER_BASE, "fusion": FUSION_BASE}
 
 
 def check_config(node: Any, path: str | Path, where: str, allowed: tuple[str, str] | None) -> None:

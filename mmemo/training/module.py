@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 #: without the field are format 1 and are rebuilt with the options they were trained with.
 HEAD_FORMAT = 2
 #: Which batch fields feed each modality's encoder.
-MODALITY_INPUTS = {"speech": ("audio", "audio_mask"), "text": ("text",)}
+MODALITY_INPUTS = {"speech": ("audio", "audio_mask"), "text": ("text",),
+                   "video": ("faces", "face_mask", "landmarks")}
+#: The modalities a classifier can have, in the order their encoders are built.
+MODALITIES = tuple(MODALITY_INPUTS)
 
 
 #: Optimisation defaults (``configs/model/default.yaml`` restates them; a test keeps the two equal).
@@ -47,7 +50,7 @@ LOSS_DEFAULTS = {"class_weights": "none", "label_smoothing": 0.0}
 class EmotionClassifier(L.LightningModule):
     """Encoders + a fusion head, the loss and the metrics: ``model._target_`` of every classifier run.
 
-    ``speech``/``text`` are encoder configs (``_target_`` + options; None for no such branch),
+    ``speech``/``text``/``video`` are encoder configs (``_target_`` + options; None for no such branch),
     ``fusion`` the head's config (``_target_`` of a :class:`~mmemo.fusion.base.FusionHead`,
     built with the encoders' dims and the class count). Every encoder is built from its config
     (:func:`~mmemo.encoders.build.build_encoder`; a fully frozen one is shared within a process).
@@ -59,6 +62,7 @@ class EmotionClassifier(L.LightningModule):
         speech: dict | None = None,
         text: dict | None = None,
         fusion: dict | None = None,
+        video: dict | None = None,
         optim: dict | None = None,
         loss: dict | None = None,
         class_counts: list[int] | None = None,
@@ -67,9 +71,10 @@ class EmotionClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.classes = list(classes)
-        encoders = {m: build_encoder(spec) for m, spec in (("speech", speech), ("text", text)) if spec}
+        specs = {"speech": speech, "text": text, "video": video}
+        encoders = {m: build_encoder(specs[m]) for m in MODALITIES if specs[m]}
         if not encoders:
-            raise InvalidInput("no modality left: model.speech and model.text are both none")
+            raise InvalidInput("no modality left: model.speech, model.text and model.video are all none")
         self.encoders = nn.ModuleDict(encoders)
         self.head = self.build_head(dict(fusion or {"name": "concat"}))
         self.optim = {**OPTIM_DEFAULTS, **(optim or {})}

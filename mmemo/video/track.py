@@ -15,7 +15,7 @@ from pathlib import Path
 from mmemo.bounded import BoundedCache
 from mmemo.errors import InvalidInput
 from mmemo.video.decode import DEFAULT_FPS, DEFAULT_MAX_SIDE, read_video
-from mmemo.video.faces import FaceAligner, FaceTrack
+from mmemo.video.faces import MESH_POINTS, FaceAligner, FaceTrack
 
 #: Longest span of video decoded for one clip unless the data config says otherwise (seconds).
 DEFAULT_MAX_VIDEO_SECONDS = 30.0
@@ -67,6 +67,15 @@ def face_track(path: str | Path, options: VideoOptions, *, start: float | None =
     clip = read_video(path, start=start, end=end, fps=options.fps, max_seconds=options.max_seconds,
                       max_side=options.max_side, key=key)
     return aligner_for(options).track(clip.frames, clip.times, clip.fps)
+
+
+def empty_track(options: VideoOptions) -> FaceTrack:
+    """The track of a clip with no video: one masked step."""
+    import numpy as np
+
+    size = options.face_size
+    return FaceTrack(np.zeros((1, size, size, 3), np.uint8), np.zeros(1, bool),
+                     np.zeros((1, MESH_POINTS, 3), np.float32), np.zeros(1, np.float32), options.fps)
 
 
 def track_identity(path: str | Path, start: float | None, end: float | None, options: VideoOptions) -> str:

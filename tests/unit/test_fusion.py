@@ -150,3 +150,38 @@ def test_fast_dropout_keeps_the_rate_and_the_expectation():
     assert torch.equal(inputs.grad == 0, first == 0)  # gradients flow only through kept elements
     assert torch.equal(layer.eval()(inputs), inputs) and torch.equal(Dropout(0.0).train()(inputs), inputs)
     assert torch.equal(Dropout(1.0).train()(inputs), torch.zeros_like(inputs))
+
+
+SUBSETS = [("speech",), ("text",), ("video",), ("speech", "text"), ("speech", "video"), ("text", "video"),
+           ("speech", "text", "video")]
+
+
+@pytest.mark.parametrize("name", HEADS)
+@pytest.mark.parametrize("subset", SUBSETS, ids="+".join)
+def test_every_head_takes_every_subset_of_three_modalities(name, subset):
+    """Video is a third modality like the others: any non-empty subset, missing samples, gradients."""
+    dims = {"speech": 8, "text": 6, "video": 5}
+    generator = torch.Generator().manual_seed(1)
+    feats = {}
+    for modality in subset:
+        frames = torch.randn(4, 6, dims[modality], generator=generator)
+        mask = torch.ones(4, 6, dtype=torch.bool)
+        mask[:, 4:] = False
+        if modality == "video":
+            mask[2] = False  # no face in clip 2: a missing modality for that sample
+        feats[modality] = EncoderOutput(frames.requires_grad_(True), mask)
+    options = {"frame_stride": {"speech": 2}} if name == "cross_attention" else {}
+    torch.manual_seed(0)
+    head = build_fusion(name, {m: dims[m] for m in subset}, num_classes=3, **options)
+    if subset == ("video",):
+        feats["video"].mask[2] = True  # a video-only model needs every sample to have the modality
+    out = head(feats, torch.tensor([0, 1, 2, 0]))
+    assert out.logits.shape == (4, 3) and torch.isfinite(out.logits).all()
+    (out.logits.sum() + sum(out.aux_losses.values(), 0)).backward()
+    for modality in subset:
+        assert feats[modality].frames.grad is not None and feats[modality].frames.grad.abs().sum() > 0, modality
+    if len(subset) > 1 and "video" in subset:
+        head.eval()
+        with torch.no_grad():
+            without = head({m: f for m, f in feats.items() if m != "video"}).logits[2]
+            torch.testing.assert_close(head(feats).logits[2], without, atol=1e-5, rtol=1e-5)

