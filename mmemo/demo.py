@@ -14,8 +14,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from mmemo.config import compose
 from mmemo.data.folds import available_folds
 from mmemo.evaluation.plots import bar_chart
@@ -40,16 +38,16 @@ def accuracy_by_cue(results: dict[str, list[dict]], corpus: Path) -> dict[str, d
     other modality's share, and fusion should handle all three.
     """
     from mmemo.data.manifest import read_manifest
+    from mmemo.evaluation.breakdown import accuracy_by_field, field_values
 
-    cue = {u.key: u.extra.get("cue") for u in read_manifest(corpus / "manifest.jsonl")}
+    cues = field_values(read_manifest(corpus / "manifest.jsonl"))
     table = {}
     for label, runs in results.items():
-        hits: dict[str, list[bool]] = {}
+        rows = []
         for run in runs:
             with open(Path(run["meta"]["output_dir"]) / "predictions.csv", newline="") as handle:
-                for row in csv.DictReader(handle):
-                    hits.setdefault(cue.get(row["key"]) or "?", []).append(row["label"] == row["prediction"])
-        table[label] = {c: 100 * float(np.mean(v)) for c, v in sorted(hits.items())}
+                rows += list(csv.DictReader(handle))
+        table[label] = {c: 100 * entry["accuracy"] for c, entry in accuracy_by_field(rows, cues).items()}
     return table
 
 

@@ -14,7 +14,10 @@ every machine. It imitates an acted corpus such as IEMOCAP's 4-class subset:
   ``speech`` (a valence-ambiguous sentence; only prosody carries the label),
   ``text`` (an emotionally worded sentence in a neutralised delivery) and
   ``both``. A model needs both modalities to get the ``speech`` *and* ``text``
-  shares right, which is what a fusion study wants to measure.
+  shares right, which is what a fusion study wants to measure;
+* with ``faces=True`` every utterance also gets a drawn talking face (``video``, an .mp4 with the
+  audio; :mod:`mmemo.data.demo_faces`) and a fourth cue, ``face``: a valence-ambiguous sentence in
+  a neutral delivery, the label shown by the face alone. Other cues show a neutral face.
 
 The same seed gives byte-identical audio on machines with the same espeak-ng.
 """
@@ -38,6 +41,7 @@ import soundfile
 import soxr
 from tqdm.auto import tqdm
 
+from mmemo.data.demo_faces import expression, identity, render_video
 from mmemo.data.demo_sentences import LABELS, ambiguous_sentence, emotional_sentence
 from mmemo.data.folds import make_speaker_folds, write_folds
 from mmemo.data.manifest import Utterance, write_manifest
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 
 CORPUS_VERSION = 1
 SAMPLE_RATE = 16_000
-CUES = ("speech", "text", "both")
+CUES = ("speech", "text", "both", "face")
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,10 @@ def plan_corpus(seed: int, speakers: int, utterances_per_speaker: int, cue_share
         raise InvalidInput(f"speakers must be between 2 and {len(VOICES)}, got {speakers}")
     if utterances_per_speaker < len(LABELS):
         raise InvalidInput(f"utterances_per_speaker must be at least {len(LABELS)}")
-    shares = np.array([cue_shares[c] for c in CUES], dtype=float)
+    unknown = set(cue_shares) - set(CUES)
+    if unknown:
+        raise InvalidInput(f"unknown cue(s) {sorted(unknown)} in cue_shares; known: {list(CUES)}")
+    shares = np.array([cue_shares.get(c, 0.0) for c in CUES], dtype=float)
     if (shares < 0).any() or shares.sum() <= 0:
         raise InvalidInput(f"cue_shares must be non-negative with a positive sum, got {cue_shares}")
     shares /= shares.sum()
@@ -142,8 +149,8 @@ def plan_corpus(seed: int, speakers: int, utterances_per_speaker: int, cue_share
             pairs += [(label, cue) for cue in _quota(shares, count)]
         rng.shuffle(pairs)
         for index, (label, cue) in enumerate(pairs):
-            text = ambiguous_sentence(rng) if cue == "speech" else emotional_sentence(label, rng)
-            style = STYLES["neutral" if cue == "text" else label]
+            text = ambiguous_sentence(rng) if cue in ("speech", "face") else emotional_sentence(label, rng)
+            style = STYLES["neutral" if cue in ("text", "face") else label]
             plans.append(Plan(
                 key=f"demo-{voice.speaker}-{index:04d}",
                 voice=voice, label=label, cue=cue, text=text,
@@ -164,7 +171,7 @@ def _spoken_text(plan: Plan) -> str:
     """SSML for espeak-ng; the delivery (not the transcript) carries style punctuation."""
     sentence = plan.text.rstrip(".?")
     ending = {"angry": "!", "happy": "!", "sad": "...", "neutral": "."}[
-        "neutral" if plan.cue == "text" else plan.label]
+        "neutral" if plan.cue in ("text", "face") else plan.label]
     if plan.text.endswith("?"):
         ending = "?"
     return (f'<speak><prosody range="{plan.pitch_range}%">'
@@ -206,6 +213,7 @@ def synthesize_corpus(
     cue_shares: dict[str, float] | None = None,
     workers: int | None = None,
     overwrite: bool = False,
+    faces: bool = False,
 ) -> Path:
     """Write the demo corpus to ``out`` (manifest, WAVs, folds, label map, README).
 
@@ -224,6 +232,8 @@ def synthesize_corpus(
             raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite) to rebuild it")
         shutil.rmtree(out)
     cue_shares = dict(cue_shares or {"speech": 0.35, "text": 0.35, "both": 0.30})
+    if cue_shares.get("face") and not faces:
+        raise InvalidInput("cue_shares has a 'face' share but faces=false: face-cued utterances need the face track")
     plans = plan_corpus(seed, speakers, utterances_per_speaker, cue_shares)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -238,10 +248,19 @@ def synthesize_corpus(
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(str(staging / relative), wave, SAMPLE_RATE, subtype="PCM_16")
             session = f"session{(VOICES.index(plan.voice)) // 2 + 1}"
+            video = None
+            if faces:
+                video = Path("video") / plan.voice.speaker / f"{plan.key}.mp4"
+                (staging / video).parent.mkdir(parents=True, exist_ok=True)
+                # a stream of its own (from the plan's seed), so the audio plans stay as without faces
+                face_rng = random.Random(plan.noise_seed ^ 0x5EED)
+                render_video(staging / video, wave, SAMPLE_RATE, identity(seed * 1000 + VOICES.index(plan.voice)),
+                             expression(plan.label, plan.cue == "face", face_rng), plan.noise_seed)
             return Utterance(
                 key=plan.key, dataset="demo", wav=str(relative), length=round(len(wave) / SAMPLE_RATE, 4),
                 emo=plan.label, speaker=plan.voice.speaker, lang="en", text=plan.text, channel=1,
-                session=session, gender=plan.voice.gender, extra={"cue": plan.cue},
+                session=session, gender=plan.voice.gender, video=str(video) if video else None,
+                extra={"cue": plan.cue},
             )
 
         with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
@@ -257,7 +276,7 @@ def synthesize_corpus(
         info = {
             "corpus": "mmemo-demo", "version": CORPUS_VERSION, "seed": seed, "speakers": speakers,
             "utterances_per_speaker": utterances_per_speaker, "cue_shares": cue_shares,
-            "espeak_ng": _espeak_version(), "fold_groups": groups,
+            "espeak_ng": _espeak_version(), "fold_groups": groups, "faces": faces,
             "styles": {label: asdict(style) for label, style in STYLES.items()},
             "counts": {"label": Counter(u.emo for u in utterances),
                        "cue": Counter(u.extra["cue"] for u in utterances)},

@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mmemo.errors import MissingInput
+from mmemo.evaluation.breakdown import pooled_by_field, render_breakdown
 from mmemo.evaluation.plots import bar_chart
 from mmemo.evaluation.tables import (
     METRIC_LABELS,
@@ -47,11 +48,34 @@ def fused_gains(table: Table, unimodal: Sequence[str], fused: str, metric: str =
     return lines
 
 
+def modality_set(column: str) -> set[str]:
+    """``speech+video`` -> {speech, video}; ``both`` is speech + text, ``all`` the three."""
+    return {"both": {"speech", "text"}, "all": {"speech", "text", "video"}}.get(column, set(column.split("+")))
+
+
+def subset_gains(table: Table, columns: Sequence[str], metric: str = "UA") -> list[str]:
+    """Per row, each of ``columns`` against the row's best cell over strict subsets of its modalities."""
+    lines = []
+    for column in columns:
+        for row in table.rows:
+            if (row, column) not in table.cells:
+                continue
+            mean = table.cells[(row, column)].mean_std(metric)[0]
+            subsets = [(table.cells[(row, c)].mean_std(metric)[0], c) for c in table.columns
+                       if (row, c) in table.cells and modality_set(c) < modality_set(column)]
+            if subsets:
+                best, which = max(subsets)
+                lines.append(f"- {row}: {column} {mean:.2f} vs best subset {which} {best:.2f} ({mean - best:+.2f})")
+    return [f"{METRIC_LABELS.get(metric, metric)} of each head's {', '.join(columns)} against its best smaller "
+            "modality subset:", *lines] if lines else []
+
+
 class SweepReport(Callback):
     def __init__(self, results_dir: str, stem: str, rows: str, columns: str,
                  metrics: Sequence[str] = ("UA", "WA", "macro_F1"), title: str = "",
                  row_order: Sequence[str] | None = None, column_order: Sequence[str] | None = None,
-                 unimodal_columns: Sequence[str] = (), fused_column: str | None = None, chance: float | None = None):
+                 unimodal_columns: Sequence[str] = (), fused_column: str | None = None, chance: float | None = None,
+                 gain_columns: Sequence[str] = ()):
         self.results_dir = Path(results_dir)
         self.stem = stem
         self.rows, self.columns = rows, columns
@@ -60,11 +84,21 @@ class SweepReport(Callback):
         self.row_order, self.column_order = row_order, column_order
         self.unimodal_columns, self.fused_column = list(unimodal_columns), fused_column
         self.chance = chance
+        #: Columns (modality subsets) compared with each row's best cell among the other columns
+        #: that are subsets of it (e.g. "all" against the best two-modality cell of the same head).
+        self.gain_columns = list(gain_columns)
+        self.breakdown = ""
 
     def build(self, sweep_dir: Path) -> Table:
         runs = load_runs([sweep_dir])
         if not runs:
             raise MissingInput(f"no finished runs (metrics.json) under {sweep_dir}")
+        table = self._table(runs)
+        pooled = pooled_by_field(runs, lambda run: run_key(run, self.rows), lambda run: run_key(run, self.columns))
+        self.breakdown = render_breakdown(pooled, table.rows, table.columns)
+        return table
+
+    def _table(self, runs) -> Table:
         return build_table(runs, row=lambda run: run_key(run, self.rows),
                            column=lambda run: run_key(run, self.columns), metrics=self.metrics,
                            title=self.title, row_order=self.row_order, column_order=self.column_order)
@@ -72,7 +106,9 @@ class SweepReport(Callback):
     def write(self, table: Table) -> list[Path]:
         written = write_table(table, self.results_dir, self.stem)
         gains = fused_gains(table, self.unimodal_columns, self.fused_column) if self.fused_column else []
-        markdown = to_markdown(table) + ("\n" + "\n".join(gains) + "\n" if gains else "")
+        gains += subset_gains(table, self.gain_columns)
+        markdown = to_markdown(table) + ("\n" + "\n".join(gains) + "\n" if gains else "") + \
+            ("\n" + self.breakdown if self.breakdown else "")
         written[0].write_text(markdown, encoding="utf-8")
         series = {column: [table.cells[(r, column)].mean_std("UA") if (r, column) in table.cells else (0.0, 0.0)
                            for r in table.rows] for column in table.columns}

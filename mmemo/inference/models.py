@@ -87,6 +87,10 @@ class ClassifierModel(ScoringModel):
     """An mmemo ``EmotionClassifier``: its encoders and fusion head (text only when transcripts are given)."""
 
     def __init__(self, classifier: torch.nn.Module, model_id: str):
+        if "video" in classifier.encoders:
+            raise NotImplementedError(
+                f"{model_id}: this checkpoint has a video branch; prediction from video (mmemo predict, "
+                "the monitor) is not built yet (docs/video.md). Evaluate it with `mmemo eval` instead.")
         self.classifier = classifier.eval()
         self.classes = list(classifier.classes)
         self.model_id = model_id

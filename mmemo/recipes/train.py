@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from mmemo.data.leakage import check_monitor, check_pretraining_overlap
+from mmemo.evaluation.breakdown import accuracy_by_field, field_values
 from mmemo.evaluation.report import write_run_report
 from mmemo.recipes.common import (
     build_model,
@@ -77,6 +78,9 @@ def run(cfg: DictConfig) -> dict:
         if cfg.get("test", True):
             trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
             test = model.results["test"]
+            cues = field_values(e.utterance for e in datamodule.datasets["test"].examples)
+            if cues:  # the demo corpora say which modality carries each label
+                test = {**test, "accuracy_by_cue": accuracy_by_field(model.test_predictions, cues)}
         meta = run_metadata(cfg, datamodule, started) | {"best_checkpoint": best, "best_epoch": _epoch_of(best)}
         if test is not None and trainer.is_global_zero:  # under DDP every rank holds the same gathered results
             write_run_report(output_dir, test=test, valid=valid, meta=meta, predictions=model.test_predictions)
