@@ -14,6 +14,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 25, codec: str = "mpe
     """[T,H,W,3] uint8 frames (and optional mono float audio) as a video file."""
     import av
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]

@@ -29,6 +29,7 @@ class FoldReport:
     speakers: dict[str, list[str]] = field(default_factory=dict)
     classes: dict[str, dict[str, int]] = field(default_factory=dict)
     with_text: int = 0
+    with_video: int = 0
     valid_origin: str = ""
     warnings: list[str] = field(default_factory=list)
     skipped: list[tuple] = field(default_factory=list)
@@ -58,6 +59,8 @@ class CheckReport:
                 lines.append(f"  {split:5s} {dict(sorted(counts.items()))}  speakers ({len(speakers)}): {shown}")
             total = sum(report.sizes.values())
             lines.append(f"  transcripts: {report.with_text}/{total}")
+            if report.with_video:
+                lines.append(f"  videos: {report.with_video}/{total}")
             lines += [f"  warning: {warning}" for warning in report.warnings]
             for split, key, path, reason in report.skipped:
                 lines.append(f"  bad audio [{split}] {key} ({path}): {reason}")
@@ -78,7 +81,8 @@ def check_corpus(root: str | Path, *, folds: list[int] | None = None, audio: boo
             report = FoldReport(number)
             module = EmotionDataModule(str(root), number, audio_root=audio_root, use_audio=audio, use_text=False,
                                        on_bad_audio="skip", audio_memory_gb=0, output_dir=scratch,
-                                       allow_speaker_overlap=allow_speaker_overlap)
+                                       allow_speaker_overlap=allow_speaker_overlap, use_video=True,
+                                       decode_video=False)  # video paths are checked, not decoded
             try:
                 module.setup()
             except (ValueError, FileNotFoundError) as error:
@@ -91,6 +95,7 @@ def check_corpus(root: str | Path, *, folds: list[int] | None = None, audio: boo
                 report.speakers[split] = sorted({u.speaker or "?" for u in utterances})
                 report.classes[split] = Counter(module.classes[e.label] for e in dataset.examples)
                 report.with_text += sum(bool((u.text or "").strip()) for u in utterances)
+                report.with_video += sum(u.video_path is not None for u in utterances)
             report.valid_origin = module.splits.valid_origin
             report.warnings = list(module.splits.warnings)
             report.skipped = list(module.skipped)

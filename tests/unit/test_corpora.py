@@ -129,14 +129,14 @@ def test_every_adapter_describes_itself_and_refuses_what_is_not_its_corpus(tmp_p
 
 def test_options_are_checked_and_coerced_from_strings(tmp_path):
     root, truth = fake.build_ravdess(tmp_path, actors=4)
-    with pytest.raises(ValueError, match="unknown option.*'subset'.*its options are: folds, merge_calm"):
+    with pytest.raises(ValueError, match="unknown option.*'subset'.*its options are: folds, merge_calm, video_root"):
         prepare_corpus("ravdess", root, tmp_path / "out", subset="full")
     with pytest.raises(ValueError, match="'folds' must be one of emobox, speakers, loso"):
         prepare_corpus("ravdess", root, tmp_path / "out", folds="session")
     with pytest.raises(ValueError, match="takes true or false"):
         prepare_corpus("ravdess", root, tmp_path / "out", merge_calm="maybe")
     summary = prepare_corpus("ravdess", root, tmp_path / "out", merge_calm="true")  # as typed on a command line
-    assert summary.options == {"merge_calm": True, "folds": "emobox"}
+    assert summary.options == {"merge_calm": True, "folds": "emobox", "video_root": None}
     assert "calm" not in summary.classes
 
 

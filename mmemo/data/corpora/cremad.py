@@ -6,7 +6,8 @@ not all equal, because some recordings are missing), with ``floor(25%)`` of
 each class as test: 1,856 test / 5,586 train of 7,442. That is the default
 here too (``folds=emobox``); ``folds=speakers`` gives 22 speaker-disjoint folds
 (91 // 4) and ``folds=loso`` 91. Converted copies under the same names
-(``AudioWAV/1001_DFA_ANG_XX.flac``, ...) are read too.
+(``AudioWAV/1001_DFA_ANG_XX.flac``, ...) are read too. The face videos of the
+repository's ``VideoFlash/<name>.flv`` become each utterance's ``video`` when present.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class CremadAdapter(Adapter):
     licence = "Open Database License (ODbL) v1.0."
     layout = """ROOT/                          (the CREMA-D repository)
   AudioWAV/1001_DFA_ANG_XX.wav  actor_sentence_emotion_level
+  VideoFlash/1001_DFA_ANG_XX.flv (optional: the face videos)
   VideoDemographics.csv         (optional: actor gender)"""
     options = (
         Option("folds", "emobox", RULE_SCHEMES,
@@ -87,9 +89,10 @@ class CremadAdapter(Adapter):
             if problems:
                 issues.extend(file_issue(path, p) for p in problems)
                 continue
+            flash = root / "VideoFlash" / f"{audio_stem(path.name)}.flv"
             found.append(Utterance(
                 key=path.stem, wav=str(path), emo=emotion, dataset=self.name, speaker=actor, lang="en",
-                text=SENTENCES[sentence], gender=genders.get(actor),
+                text=SENTENCES[sentence], gender=genders.get(actor), video=str(flash) if flash.is_file() else None,
                 extra={"sentence": sentence, "level": LEVELS[level]},
             ))
         raise_if_issues(issues)
@@ -107,6 +110,9 @@ class CremadAdapter(Adapter):
         if not genders:
             notes.append(f"no {DEMOGRAPHICS}: gender unknown, speaker folds are dealt by actor id")
         notes += filter(None, [index.note()])
+        with_video = sum(1 for u in utterances if u.video)
+        if with_video:
+            notes.append(f"{with_video} of {len(utterances)} utterances have their VideoFlash/*.flv face video")
         return Collected(utterances, label_map, plan, audio="absolute paths to the audio files under the root",
                          failures=failures, notes=notes)
 

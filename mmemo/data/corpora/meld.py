@@ -9,7 +9,8 @@ cannot read are reported and listed in ``prepare_failures.tsv``.
 
 The CSVs are not consistently encoded: some hold Windows-1252 bytes, others
 UTF-8 that was once mis-decoded (``\\x92`` or ``â€™`` for ``’``). Text is
-decoded robustly and repaired to proper Unicode.
+decoded robustly and repaired to proper Unicode. The original MP4 clip (it shows the
+speaker) is each utterance's ``video``.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class MeldAdapter(Adapter):
             utterances.append(Utterance(
                 key=key, wav=target.as_posix(), emo=fields[label_field].lower(), dataset=self.name,
                 length=float(detail), speaker=fields["Speaker"], lang="en",
+                video=str(clip) if clip.suffix.lower() == ".mp4" else None,  # the original clip holds the face
                 text=fields["Utterance"], source=row.source,
                 extra={
                     other_field.lower(): fields[other_field].lower(), "split": row.split,

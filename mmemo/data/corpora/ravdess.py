@@ -6,6 +6,10 @@ and actor. Only audio-only speech files are used (1,440 files); converted copies
 under the same names (``.flac``, ...) are read too. Odd actors are male, even
 actors female. The text is one of two fixed statements, so it
 carries no emotion signal.
+
+Video: the full-AV speech recordings (``01-01-EE-II-SS-RR-AA.mp4``, from the
+``Video_Speech_Actor_XX.zip`` archives) become each utterance's ``video`` when
+they are found, in the same ``Actor_XX/`` folders or under ``--video-root``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ def transcript_of(name: str) -> str | None:
     return STATEMENTS.get(parts[4]) if len(parts) == 7 and all(p.isdigit() for p in parts) else None
 
 
+def full_av_videos(root: Path) -> dict[tuple[str, ...], str]:
+    """(channel, emotion, intensity, statement, repetition, actor) -> full-AV ``01-...mp4`` path under root."""
+    found = {}
+    if not root.is_dir():
+        return found
+    for actor_dir in sorted(p for p in root.iterdir() if p.is_dir() and _ACTOR_DIR.match(p.name)):
+        for path in sorted(actor_dir.glob("01-01-*.mp4")):
+            match = _NAME.match(path.stem)
+            if match:
+                found[match.groups()[1:]] = str(path)
+    return found
+
+
 class RavdessAdapter(Adapter):
     name = "ravdess"
     title = "RAVDESS"
@@ -53,6 +70,8 @@ class RavdessAdapter(Adapter):
         Option("folds", "emobox", RULE_SCHEMES,
                "emobox: the EmoBox rule (24 balanced actors -> 6 folds of 4); speakers: the same without "
                "the balance test; loso: 24 leave-one-actor-out folds"),
+        Option("video_root", None, (), "folder holding the full-AV Actor_XX/01-01-*.mp4 files (default: the "
+               "audio root; they become each utterance's video)"),
     )
 
     def locate(self, root: Path) -> Path:
@@ -67,6 +86,7 @@ class RavdessAdapter(Adapter):
         found: list[Utterance] = []
         issues: list[Issue] = []
         index = AudioIndex()
+        videos = full_av_videos(Path(options["video_root"]) if options.get("video_root") else root)
         for actor_dir in sorted(p for p in root.iterdir() if p.is_dir() and _ACTOR_DIR.match(p.name)):
             folder_actor = _ACTOR_DIR.match(actor_dir.name).group(1)
             for path in index.files(actor_dir):
@@ -92,6 +112,7 @@ class RavdessAdapter(Adapter):
                 found.append(Utterance(
                     key=path.stem, wav=str(path), emo=EMOTIONS[emotion], dataset=self.name, speaker=actor,
                     lang="en", text=STATEMENTS[statement], gender="M" if int(actor) % 2 else "F",
+                    video=videos.get(match.groups()[1:]),
                     extra={"intensity": INTENSITY[intensity], "statement": statement,
                            "repetition": int(repetition)},
                 ))
@@ -109,6 +130,9 @@ class RavdessAdapter(Adapter):
         notes = ["the text is one of two fixed statements ('Kids are talking by the door', 'Dogs are sitting "
                  "by the door'), so it carries no emotion signal; text-only models can only be at chance"]
         notes += filter(None, [index.note()])
+        with_video = sum(1 for u in utterances if u.video)
+        notes.append(f"{with_video} of {len(utterances)} utterances have their full-AV video (01-01-*.mp4)"
+                     if with_video else "no full-AV videos (01-01-*.mp4) found: audio only")
         return Collected(utterances, label_map, plan, audio="absolute paths to the audio files under the root",
                          failures=failures, notes=notes)
 
