@@ -192,6 +192,8 @@ class EmotionDataModule(L.LightningDataModule):
         faces = self.load_faces if self.use_video and self.decode_video else None
         self.datasets = {split: EmotionDataset(ex, load_audio=self.load_wave, with_audio=decoding, load_faces=faces)
                          for split, ex in examples.items()}
+        if faces is not None:
+            self._probe_videos()
         self._log_summary(splits)
         self._is_set_up = True
 
@@ -302,6 +304,18 @@ class EmotionDataModule(L.LightningDataModule):
             if not split_examples:
                 raise InvalidInput(f"no usable audio left in the {split} split of fold {self.fold}")
         return kept_examples
+
+    def _probe_videos(self) -> None:
+        """Open each video and decode its first frame, so a corrupt file fails (or is skipped) now, not mid-epoch."""
+        from mmemo.video.decode import VideoError, read_video
+
+        failed = {}
+        for u in (e.utterance for d in self.datasets.values() for e in d.examples if e.utterance.video_path):
+            try:
+                read_video(u.video_path, start=u.start, end=u.end, fps=self.video.fps, max_seconds=1.0, key=u.key)
+            except VideoError as error:
+                failed[u.key] = error
+        self.exclude(failed)
 
     def _handle_bad_audio(self, bad: list[AudioError]) -> None:
         """Apply data.on_bad_audio to the clips that failed (self.skipped already lists them)."""
