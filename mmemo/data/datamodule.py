@@ -250,8 +250,8 @@ class EmotionDataModule(L.LightningDataModule):
 
         if utterance.video_path is None:
             return empty_track(self.video)
-        return face_track(utterance.video_path, self.video, start=utterance.start, end=utterance.end,
-                          key=utterance.key)
+        start, end = utterance.video_window
+        return face_track(utterance.video_path, self.video, start=start, end=end, key=utterance.key)
 
     def video_identity(self, utterance: Utterance) -> str:
         """What identifies the face track :meth:`load_faces` gives (file, window, video options)."""
@@ -259,7 +259,7 @@ class EmotionDataModule(L.LightningDataModule):
 
         if utterance.video_path is None:
             return "video:none"
-        return track_identity(utterance.video_path, utterance.start, utterance.end, self.video)
+        return track_identity(utterance.video_path, *utterance.video_window, self.video)
 
     def _load_clip(self, utterance: Utterance):
         return load_audio(utterance.audio_path, key=utterance.key, start=utterance.start, end=utterance.end,
@@ -312,7 +312,8 @@ class EmotionDataModule(L.LightningDataModule):
         failed = {}
         for u in (e.utterance for d in self.datasets.values() for e in d.examples if e.utterance.video_path):
             try:
-                read_video(u.video_path, start=u.start, end=u.end, fps=self.video.fps, max_seconds=1.0, key=u.key)
+                start, end = u.video_window
+                read_video(u.video_path, start=start, end=end, fps=self.video.fps, max_seconds=1.0, key=u.key)
             except VideoError as error:
                 failed[u.key] = error
         self.exclude(failed)

@@ -22,7 +22,7 @@ from mmemo.textfiles import is_finite_number, iter_lines, loads_json
 REQUIRED_FIELDS = ("key", "wav", "emo")
 _KNOWN_FIELDS = (
     "key", "dataset", "wav", "length", "emo", "speaker", "lang", "text", "channel",
-    "start", "end", "session", "gender", "video",
+    "start", "end", "session", "gender", "video", "video_start", "video_end",
 )
 _MAX_ISSUES_SHOWN = 20
 
@@ -61,6 +61,8 @@ class Utterance:
     session: str | None = None
     gender: str | None = None
     video: str | None = None  # a video file (may be the same file as wav); start/end apply to it too
+    video_start: float | None = None  # the video's own window when it differs (IEMOCAP: sentence wav,
+    video_end: float | None = None  # dialogue video): seconds in the video file; default start/end
     extra: dict[str, Any] = field(default_factory=dict)
     source: Source | None = field(default=None, compare=False, repr=False)
     audio_path: Path | None = field(default=None, compare=False, repr=False)
@@ -75,6 +77,13 @@ class Utterance:
                 line[name] = value
         line.update(self.extra)
         return line
+
+    @property
+    def video_window(self) -> tuple[float | None, float | None]:
+        """(start, end) seconds of this utterance in its video file."""
+        if self.video_start is not None or self.video_end is not None:
+            return self.video_start, self.video_end
+        return self.start, self.end
 
     def where(self) -> str:
         """``file:line`` (or the key) for error messages."""
@@ -159,7 +168,7 @@ def _parse_line(obj: Any, source: Source) -> tuple[Utterance | None, list[Issue]
         if isinstance(obj[name], bool) or not isinstance(obj[name], (str, int)):
             issues.append(Issue(source, f"field {name!r} must be a string, got {obj[name]!r}"))
         values[name] = str(obj[name])
-    for name in ("length", "start", "end"):
+    for name in ("length", "start", "end", "video_start", "video_end"):
         value = obj.get(name)
         if value is None:
             continue
@@ -168,8 +177,9 @@ def _parse_line(obj: Any, source: Source) -> tuple[Utterance | None, list[Issue]
                                         f"got {value!r}"))
         else:
             values[name] = float(value)
-    if "start" in values and "end" in values and values["end"] <= values["start"]:
-        issues.append(Issue(source, f"'end' ({values['end']}) must be after 'start' ({values['start']})"))
+    for first, last in (("start", "end"), ("video_start", "video_end")):
+        if first in values and last in values and values[last] <= values[first]:
+            issues.append(Issue(source, f"{last!r} ({values[last]}) must be after {first!r} ({values[first]})"))
     channel = obj.get("channel", 1)
     if isinstance(channel, bool) or not isinstance(channel, int):
         issues.append(Issue(source, f"field 'channel' must be an integer, got {channel!r}"))

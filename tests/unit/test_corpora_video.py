@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fake_corpora as fake
 import numpy as np
+import pytest
 
 from mmemo.data.corpora import prepare_corpus
 from mmemo.data.manifest import read_manifest
@@ -91,3 +92,37 @@ def test_data_check_counts_videos_and_reports_a_missing_one(tmp_path):
     (root / f"Actor_{names[0][-2:]}" / f"01{names[0][2:]}.mp4").unlink()
     broken = check_corpus(out)
     assert not broken.ok and "video file not found" in broken.render()
+
+
+def test_iemocap_dialogue_videos_with_each_turns_window(tmp_path):
+    root, truth = fake.build_iemocap(tmp_path)
+    dialog = sorted({key.rsplit("_", 1)[0] for key in truth if key.startswith("Ses01")})[0]
+    turns = sorted(k for k in truth if k.startswith(dialog + "_"))
+    seconds = 6.2901 + 3 * len(turns) + 3
+    frames = moving_frames(int(seconds * 5), 32, 32)  # frame k (0.2 s each) has brightness ~10 + 4k
+    write_video(root / "Session1" / "dialog" / "avi" / "DivX" / f"{dialog}.avi", frames, fps=5)
+    out = tmp_path / "out"
+    prepare_corpus("iemocap", root, out)
+    manifest = by_key(out)
+    with_video = sorted(k for k, u in manifest.items() if u.video)
+    assert with_video == [k for k in turns if k in manifest]
+    first = manifest[with_video[0]]
+    index = turns.index(with_video[0])
+    assert first.video_start == pytest.approx(6.2901 + 3 * index)
+    assert first.video_end == pytest.approx(8.2357 + 3 * index)
+    assert first.start is None  # the sentence wav is used whole; only the video is windowed
+    clip = read_video(first.video, start=first.video_start, end=first.video_end, fps=5)
+    expected_first = int(np.ceil((6.2901 + 3 * index) * 5))  # the first source frame inside the window
+    assert clip.frames[0].mean() == pytest.approx(10 + 4 * expected_first, abs=4)
+
+
+def test_video_window_fields_are_validated(tmp_path):
+    from mmemo.data.manifest import ManifestError
+
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"key": "a", "wav": "a.wav", "emo": "x", "video": "v.mp4", "video_start": 3, "video_end": 2}\n'
+                    '{"key": "b", "wav": "b.wav", "emo": "x", "video_start": "NaN"}\n')
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path)
+    assert f"{path}:1" in str(error.value) and "'video_end' (2.0) must be after 'video_start'" in str(error.value)
+    assert f"{path}:2" in str(error.value)

@@ -11,7 +11,9 @@ error naming file and line. The speaker of a turn is the session plus the
 gender letter of its last id part (``Ses01F_impro01_M013`` -> ``Ses01M``),
 not the dialog prefix: in ``Ses01F_*`` dialogs the male actor speaks too.
 A turn's audio is ``sentences/wav/<dialog>/<utterance>.wav`` or a converted copy
-under the same name (``<utterance>.flac``, ...).
+under the same name (``<utterance>.flac``, ...). Its video is the dialogue's recording
+``dialog/avi/DivX/<dialog>.avi`` (both actors; the largest face is used) between the
+summary line's times (``video_start``/``video_end``), when the file is present.
 """
 
 from __future__ import annotations
@@ -158,9 +160,13 @@ class IemocapAdapter(Adapter):
                         continue
                     seen[utt] = source
                     wav = root / session / "sentences" / "wav" / dialog / f"{utt}.wav"
+                    avi = root / session / "dialog" / "avi" / "DivX" / f"{dialog}.avi"
+                    video = {"video": str(avi), "video_start": float(match["start"]),
+                             "video_end": float(match["end"])} \
+                        if avi.is_file() and float(match["end"]) > float(match["start"]) else {}
                     utterances.append(Utterance(
                         key=utt, wav=str(wav), emo=emo, dataset=self.name, speaker=utt[:5] + tail[0],
-                        lang="en", session=session, gender=tail[0],
+                        lang="en", session=session, gender=tail[0], **video,
                         extra={"dialog": dialog, "improvised": "_impro" in dialog, "vad": vad},
                         source=source,
                     ))
