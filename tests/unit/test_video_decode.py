@@ -117,3 +117,22 @@ def test_an_hour_long_video_costs_what_its_window_costs(tmp_path):
     video = read_video(long, fps=5, max_seconds=4.0)
     assert video.frames.shape[0] == 20 and video.truncated
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+def test_a_video_stream_without_frames_is_named(tmp_path):
+    """A file whose video stream holds no frame (only the audio stream has packets)."""
+    import av
+
+    empty = tmp_path / "empty.mp4"
+    with av.open(str(empty), "w") as container:
+        video = container.add_stream("mpeg4", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = container.add_stream("aac", rate=16_000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16_000), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in [*audio.encode(frame), *audio.encode()]:
+            container.mux(packet)
+    assert empty.is_file()
+    with pytest.raises(VideoError, match="no decodable video frame|no video stream") as error:
+        read_video(empty)
+    assert str(empty) in str(error.value)
