@@ -27,6 +27,9 @@ class InputItem:
     end: float | None = None
     text: str | None = None
     error: str | None = None  # set when the input itself is unusable (before any decoding)
+    video: Path | None = None  # a manifest line's video (else the file itself, if it has a video stream)
+    video_start: float | None = None
+    video_end: float | None = None
 
 
 def collect_inputs(paths: list[str | Path], audio_root: str | Path | None = None) -> list[InputItem]:
@@ -76,8 +79,13 @@ def manifest_items(path: Path, audio_root: str | Path | None = None) -> list[Inp
                 items.append(InputItem(str(issue.source), None, error=str(issue)))
             continue
         audio, problem = resolve_audio_path(utterance.wav, root)
+        video = None
+        if utterance.video and problem is None:
+            video, problem = resolve_audio_path(utterance.video, root)
+            problem = problem and problem.replace("audio", "video", 1)
         error = None if problem is None else f"{utterance.where()}: {problem} (key {utterance.key!r})"
-        items.append(InputItem(utterance.key, audio, utterance.start, utterance.end, utterance.text, error))
+        items.append(InputItem(utterance.key, audio, utterance.start, utterance.end, utterance.text, error,
+                               video, utterance.video_start, utterance.video_end))
     if not items:
         items.append(InputItem(str(path), None, error=f"{path}: manifest has no utterances"))
     return items

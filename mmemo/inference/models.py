@@ -35,6 +35,8 @@ class ScoringModel(abc.ABC):
     model_id: str
     speech: SpeechEncoder | None
     text: TextEncoder | None
+    #: A video branch (face tracks; mmemo.inference.faces), None for most models.
+    video = None
     needs_frames: bool
     #: Whether frame-level scores exist (the head can score a window of speech frames).
     supports_frames: bool = True
@@ -87,15 +89,12 @@ class ClassifierModel(ScoringModel):
     """An mmemo ``EmotionClassifier``: its encoders and fusion head (text only when transcripts are given)."""
 
     def __init__(self, classifier: torch.nn.Module, model_id: str):
-        if "video" in classifier.encoders:
-            raise NotImplementedError(
-                f"{model_id}: this checkpoint has a video branch; prediction from video (mmemo predict, "
-                "the monitor) is not built yet (docs/video.md). Evaluate it with `mmemo eval` instead.")
         self.classifier = classifier.eval()
         self.classes = list(classifier.classes)
         self.model_id = model_id
         self.speech = classifier.encoders["speech"] if "speech" in classifier.encoders else None
         self.text = classifier.encoders["text"] if "text" in classifier.encoders else None
+        self.video = classifier.encoders["video"] if "video" in classifier.encoders else None
         self.needs_frames = bool(getattr(classifier.head, "needs_frames", True))
         self.supports_frames = bool(classifier.scores_frames) and self.speech is not None
 

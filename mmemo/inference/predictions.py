@@ -33,6 +33,8 @@ class Prediction:
     cropped: bool = False
     path: str | None = None
     logits: np.ndarray | None = field(default=None, repr=False)
+    #: A video model's face timeline (the head on each face frame window alone; mmemo.inference.faces).
+    face_timeline: Timeline | None = None
 
     @classmethod
     def failed(cls, audio_id: str, error: str, path: str | None = None, duration: float = 0.0) -> Prediction:
@@ -54,6 +56,8 @@ class Prediction:
             out["cropped"] = True
         if self.timeline is not None:
             out["timeline"] = self.timeline.to_dict()
+        if self.face_timeline is not None:
+            out["face_timeline"] = self.face_timeline.to_dict()
         if embedding and self.embedding is not None:
             out["embedding"] = [round(float(v), 6) for v in self.embedding]
         return out

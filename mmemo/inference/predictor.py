@@ -30,7 +30,6 @@ from mmemo.data.audio import (
     SILENCE_DBFS,
     AudioError,
     check_seconds,
-    iter_audio_blocks,
     load_audio,
     silence_peak,
 )
@@ -38,10 +37,11 @@ from mmemo.data.batching import length_sorted_batches
 from mmemo.encoders.base import EncoderOutput
 from mmemo.errors import InvalidInput
 from mmemo.fusion.base import masked_mean
+from mmemo.inference.faces import encode_tracks, face_timeline, input_track, trained_video_options
 from mmemo.inference.inputs import InputItem, collect_inputs
+from mmemo.inference.long_clips import long_frame_logits, stream_file_timeline
 from mmemo.inference.models import ClassifierModel, ScoringModel, load_scoring_model
 from mmemo.inference.predictions import NON_FINITE, Prediction, check_waveform
-from mmemo.inference.stream import StreamSession
 from mmemo.inference.timeline import (
     Segment,
     Timeline,
@@ -51,6 +51,7 @@ from mmemo.inference.timeline import (
     window_moments,
     window_sequences,
 )
+from mmemo.video.decode import VideoError
 
 __all__ = ["GRANULARITIES", "Predictor", "Segment", "Timeline"]
 
@@ -95,6 +96,8 @@ class Predictor:
         self.classes: list[str] = list(model.classes)
         self.model_id: str = model.model_id
         self.frame_rate: float = float(model.speech.frame_rate)
+        #: Face tracks are made as the model was trained (its data.video options), for video models.
+        self.video_options = trained_video_options(model.classifier) if model.video is not None else None
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -126,13 +129,15 @@ class Predictor:
     def predict_waveforms(self, waveforms: list[np.ndarray], ids: list[str], granularity: str = "utterance",
                           embeddings: bool = False, smooth: int = 1, texts: list[str] | None = None,
                           durations: list[float] | None = None, paths: list[str | None] | None = None,
-                          on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
+                          on_batch: Callable[[int], None] | None = None, tracks: list | None = None
+                          ) -> list[Prediction]:
         """Score 16 kHz mono float waveforms ([S] each). A bad waveform gives an error Prediction.
 
         ``texts``: transcripts for a model with a text branch ("" or None = no transcript;
         without any, the head uses its missing-modality path). ``durations`` (seconds) override
         ``len / 16000`` when the waveforms are crops of longer files. ``on_batch(n)`` is called
-        after each batch of ``n`` clips (progress bars).
+        after each batch of ``n`` clips (progress bars). ``tracks``: each clip's face track (None:
+        no video) for a model with a video branch.
         """
         self._check_request(granularity, smooth)
         if len(ids) != len(waveforms) or (texts is not None and len(texts) != len(waveforms)):
@@ -154,7 +159,8 @@ class Predictor:
             members = [order[j] for j in batch]
             for index, prediction in zip(members, self._predict_batch(
                     [one_pass[i] for i in members], [waves[i] for i in members], [ids[i] for i in members],
-                    [texts[i] if texts else None for i in members], granularity, embeddings, smooth)):
+                    [texts[i] if texts else None for i in members], granularity, embeddings, smooth,
+                    [tracks[i] if tracks else None for i in members])):
                 prediction.path = paths[index] if paths else None
                 if durations is not None:
                     prediction.duration = float(durations[index])
@@ -187,6 +193,7 @@ class Predictor:
                 part = items[begin: begin + chunk]
                 loaded: list[tuple[int, np.ndarray, float]] = []
                 done: dict[int, Prediction] = {}
+                tracks: dict[int, object] = {}
                 for index, item in enumerate(part):
                     if item.error is not None:
                         done[index] = Prediction.failed(item.audio_id, item.error, _str(item.path))
@@ -195,9 +202,11 @@ class Predictor:
                         # never more than max_seconds in memory: a longer clip's frames are streamed below
                         clip = load_audio(item.path, key=self._error_key(item), start=item.start, end=item.end,
                                           max_seconds=self.max_seconds, silence_dbfs=self.silence_dbfs)
-                    except AudioError as error:
+                        track = input_track(item, self.video_options) if self.video_options else None
+                    except (AudioError, VideoError) as error:
                         done[index] = Prediction.failed(item.audio_id, str(error), _str(item.path))
                         continue
+                    tracks[index] = track
                     loaded.append((index, clip.wave, clip.source_seconds if not clip.cropped else
                                    max(clip.source_seconds, self.max_seconds + 1e-3)))
                 bar.update(len(done))
@@ -207,11 +216,11 @@ class Predictor:
                                                     granularity, embeddings, smooth, texts,
                                                     durations=[d for _, _, d in loaded],
                                                     paths=[_str(part[i].path) for i, _, _ in loaded],
-                                                    on_batch=bar.update)
+                                                    on_batch=bar.update, tracks=[tracks[i] for i, _, _ in loaded])
                     for (index, _, seconds), prediction in zip(loaded, scored):
                         prediction.cropped = prediction.cropped or seconds > self.max_seconds + 1e-6
                         if prediction.cropped and granularity == "frame" and prediction.ok:
-                            prediction = self._stream_file_timeline(part[index], prediction, smooth,
+                            prediction = stream_file_timeline(self, part[index], prediction, smooth,
                                                                     part[index].text if texts else None)
                         done[index] = prediction
                 results += [done[i] for i in range(len(part))]
@@ -226,27 +235,6 @@ class Predictor:
     def _error_key(item: InputItem) -> str | None:
         return None if item.audio_id == str(item.path) else item.audio_id  # no id twice in errors
 
-    def _stream_file_timeline(self, item: InputItem, prediction: Prediction, smooth: int,
-                              text: str | None) -> Prediction:
-        """The frame timeline of a file longer than ``max_seconds``, decoded and encoded block by block."""
-        session = self._long_session(smooth, text)
-        parts, samples = [], 0
-        try:
-            for block in iter_audio_blocks(item.path, block_seconds=self.max_seconds, start=item.start,
-                                           end=item.end, key=self._error_key(item)):
-                samples += len(block)
-                parts.append(session.push_logits(block))
-        except AudioError as error:
-            return Prediction.failed(item.audio_id, str(error), _str(item.path))
-        parts.append(session.finish_logits())
-        times = np.concatenate([p[0] for p in parts])
-        logits = np.concatenate([p[1] for p in parts])
-        if not np.isfinite(logits).all():
-            return Prediction.failed(item.audio_id, f"{item.audio_id}: {NON_FINITE}", _str(item.path))
-        prediction.timeline = self._timeline(times, logits, smooth, samples)
-        prediction.duration = samples / self.sample_rate
-        return prediction
-
     def frame_scores(self, waveform: np.ndarray, smooth: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Frame times [T] (s, frame centres) and probabilities [T,C] for one waveform."""
         times, logits = self.frame_logits(waveform, smooth)
@@ -258,7 +246,7 @@ class Predictor:
         self._check_request("frame", smooth)
         wave = check_waveform(waveform)
         if len(wave) > self.max_seconds * self.sample_rate:
-            return self._long_frame_logits(wave, smooth, text)
+            return long_frame_logits(self, wave, smooth, text)
         with torch.inference_mode():
             feats, _ = self._encode([wave], [text])
             logits = self._window_logits(feats, 0, smooth)
@@ -295,8 +283,9 @@ class Predictor:
                                       f"({type(getattr(self.model, 'classifier', self.model)).__name__}); "
                                       "use granularity=utterance")
 
-    def _encode(self, waves: list[np.ndarray], texts: list[str | None]) -> tuple[dict[str, EncoderOutput], dict]:
-        """Padded batch -> {"speech": ..., "text": ...} (text only when a transcript is given)."""
+    def _encode(self, waves: list[np.ndarray], texts: list[str | None],
+                tracks: list | None = None) -> tuple[dict[str, EncoderOutput], dict]:
+        """Padded batch -> {"speech", "text", "video"} (text only with a transcript, video only with a track)."""
         lengths = torch.tensor([len(w) for w in waves])
         audio = torch.zeros(len(waves), int(lengths.max()), dtype=torch.float32)
         for row, wave in enumerate(waves):
@@ -309,24 +298,30 @@ class Predictor:
             text = self.model.text(batch["text"])
             present = torch.tensor([bool(t.strip()) for t in batch["text"]], device=text.mask.device)
             feats["text"] = EncoderOutput(text.frames, text.mask & present[:, None])
+        if self.model.video is not None and tracks and any(t is not None for t in tracks):
+            feats["video"] = encode_tracks(self.model.video, tracks, self.video_options, self.device)
         return feats, batch
 
     def _predict_batch(self, waves: list[np.ndarray], full: list[np.ndarray], ids: list[str],
-                       texts: list[str | None], granularity: str, embeddings: bool, smooth: int) -> list[Prediction]:
+                       texts: list[str | None], granularity: str, embeddings: bool, smooth: int,
+                       tracks: list | None = None) -> list[Prediction]:
+        tracks = tracks or [None] * len(waves)
         try:
-            return self._score_batch(waves, full, ids, texts, granularity, embeddings, smooth)
+            return self._score_batch(waves, full, ids, texts, granularity, embeddings, smooth, tracks)
         except (RuntimeError, ValueError) as error:
             if len(waves) == 1:
                 return [Prediction.failed(ids[0], f"{ids[0]}: model failed on this clip "
                                                   f"({type(error).__name__}: {error})")]
             log.warning("a batch of %d clips failed (%s); scoring them one by one", len(waves), error)
             return [p for i in range(len(waves)) for p in self._predict_batch(
-                waves[i:i + 1], full[i:i + 1], ids[i:i + 1], texts[i:i + 1], granularity, embeddings, smooth)]
+                waves[i:i + 1], full[i:i + 1], ids[i:i + 1], texts[i:i + 1], granularity, embeddings, smooth,
+                tracks[i:i + 1])]
 
     def _score_batch(self, waves: list[np.ndarray], full: list[np.ndarray], ids: list[str],
-                     texts: list[str | None], granularity: str, embeddings: bool, smooth: int) -> list[Prediction]:
+                     texts: list[str | None], granularity: str, embeddings: bool, smooth: int,
+                     tracks: list) -> list[Prediction]:
         with torch.inference_mode():
-            feats, batch = self._encode(waves, texts)
+            feats, batch = self._encode(waves, texts, tracks)
             logits = self.model.logits(feats, batch).float()
             pooled = masked_mean(feats["speech"].frames, feats["speech"].mask).float().cpu().numpy() \
                 if embeddings else None
@@ -347,7 +342,7 @@ class Predictor:
                     prediction.embedding = pooled[row]
                 if granularity == "frame":
                     if len(full[row]) > len(wave):
-                        times, frame_logits = self._long_frame_logits(full[row], smooth, texts[row])
+                        times, frame_logits = long_frame_logits(self, full[row], smooth, texts[row])
                     else:
                         frame_logits = self._window_logits(feats, row, smooth)
                         times = frame_times(len(frame_logits), self.frame_rate)
@@ -356,6 +351,9 @@ class Predictor:
                                                      duration=prediction.duration))
                         continue
                     prediction.timeline = self._timeline(times, frame_logits, smooth, len(full[row]))
+                    if "video" in feats:
+                        prediction.face_timeline = face_timeline(self.model, feats["video"], row, smooth,
+                                                                 self.classes, self.model.video.frame_rate)
                 out.append(prediction)
         return out
 
@@ -390,20 +388,6 @@ class Predictor:
                                                      text.mask[row: row + 1].expand(size, -1))
             chunks.append(self.model.logits(window_feats).float().cpu().numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
-
-    def _long_session(self, smooth: int, text: str | None):
-        """Overlapping windows of ``max_seconds`` (2 s of context each side) for clips longer than one pass."""
-        context = min(2.0, self.max_seconds / 4)
-        return StreamSession(self, hop_seconds=self.max_seconds - 2 * context, context_seconds=context,
-                             lookahead_seconds=context, smooth=smooth, text=text)
-
-    def _long_frame_logits(self, wave: np.ndarray, smooth: int, text: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """A clip longer than ``max_seconds``: overlapping windows, exactly as a stream would see it."""
-        session = self._long_session(smooth, text)
-        parts = [session.push_logits(wave), session.finish_logits()]
-        times = np.concatenate([p[0] for p in parts])
-        return times, np.concatenate([p[1] for p in parts])
-
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)

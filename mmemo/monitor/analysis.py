@@ -43,7 +43,12 @@ def load_predictor(settings: MonitorSettings):
     if not settings.model:
         raise InvalidInput("--model is required: an mmemo .ckpt, a FunASR emotion2vec(+) folder or a hub id")
     options = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
-    return Predictor.from_source(settings.model, device=settings.device, **options)
+    predictor = Predictor.from_source(settings.model, device=settings.device, **options)
+    if predictor.model.video is not None:
+        raise NotImplementedError(f"{settings.model} has a video branch; the monitor reads audio only (uploads, "
+                                  "streams, the watch folder), so its scores would lack the face. Video in the "
+                                  "monitor is not built yet (docs/video.md); use `mmemo predict` for video files.")
+    return predictor
 
 
 def _default_stream_factory(predictor, settings: MonitorSettings):

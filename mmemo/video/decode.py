@@ -143,3 +143,15 @@ def video_seconds(path: str | Path) -> float | None:
     except (av.error.FFmpegError, OSError):
         return None
     return None
+
+
+def has_video(path: str | Path) -> bool:
+    """Whether ``path`` is a media file with a video stream (False for audio files and unreadable ones)."""
+    if Path(path).suffix.lower() in (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"):
+        return False
+    av = _av()
+    try:
+        with av.open(str(path), mode="r", timeout=30.0) as container:
+            return bool(container.streams.video)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+        return False

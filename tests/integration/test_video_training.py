@@ -60,11 +60,48 @@ def test_speech_and_video_train_and_report(video_corpus, tmp_path, video, fusion
     assert evaluated["test"]["UA"] == pytest.approx(result["test"]["UA"], abs=1e-6)
     # per-cue accuracy is stored for corpora that record which modality carries the label
     assert set(result["test"]["accuracy_by_cue"]) <= {"speech", "text", "both"}
-    if video == "fer":  # prediction from video is not built yet: refused clearly, not half-done
-        from mmemo.inference.models import load_scoring_model
+    if video == "fer":
+        check_prediction_reproduces_the_test_run(tmp_path / "run", video_corpus, tmp_path)
 
-        with pytest.raises(NotImplementedError, match="video branch"):
-            load_scoring_model(tmp_path / "run" / "checkpoints" / "best.ckpt")
+
+def check_prediction_reproduces_the_test_run(run, corpus, tmp_path):
+    """`mmemo predict` on the test fold (manifest `video` fields) gives the run's own test predictions;
+    a video file with its audio gets a face timeline; the monitor refuses the model clearly."""
+    import csv
+
+    import numpy as np
+
+    from mmemo.inference.predictor import Predictor
+    from mmemo.monitor.analysis import load_predictor
+    from mmemo.monitor.settings import MonitorSettings
+    from mmemo.video.decode import read_video
+    from tests.conftest import tone
+    from tests.video_media import write_video
+
+    predictor = Predictor.from_source(run / "checkpoints" / "best.ckpt")
+    manifest = next(corpus.glob("fold_1/*test*.jsonl"))
+    predictions = {p.audio_id: p for p in predictor.predict_files([manifest], progress=False)}
+    with open(run / "predictions.csv", newline="") as handle:
+        expected = {row["key"]: row for row in csv.DictReader(handle)}
+    assert set(predictions) == set(expected)
+    for key, row in expected.items():
+        assert predictions[key].ok, predictions[key].error
+        for name, value in predictions[key].scores.items():
+            assert value == pytest.approx(float(row[f"p_{name}"]), abs=2e-3), (key, name)
+    # one file holding face and voice: utterance scores use both, the face gets its own timeline
+    frames = read_video(feat_media("single_face.mp4"), fps=25).frames
+    both = write_video(tmp_path / "face_and_voice.mp4", frames, fps=25, audio=tone(len(frames) / 25))
+    [scored] = predictor.predict_files([both], granularity="frame", progress=False)
+    assert scored.ok and scored.timeline is not None and scored.face_timeline is not None
+    # made with the options the model was trained with (data.video.fps=2, max_seconds=2): 4 frames
+    assert scored.face_timeline.times.tolist() == [0.25, 0.75, 1.25, 1.75]
+    assert np.allclose(scored.face_timeline.scores.sum(1), 1, atol=1e-5)
+    assert "face_timeline" in scored.to_dict()
+    [audio_only] = predictor.predict_files([next(corpus.glob("wav/*/*.wav"))], progress=False)
+    assert audio_only.ok and audio_only.face_timeline is None  # no video: scored with the face missing
+    assert audio_only.scores != scored.scores
+    with pytest.raises(NotImplementedError, match="video branch"):
+        load_predictor(MonitorSettings(model=str(run / "checkpoints" / "best.ckpt")))
 
 
 def test_video_only_and_all_three(video_corpus, tiny_corpus, tiny_bert_dir, tmp_path):
