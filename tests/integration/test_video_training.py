@@ -44,7 +44,8 @@ def overrides(corpus, tmp_path, *extra, text: str = "model/text=none"):
             "data.video.fps=2", "data.video.max_seconds=2", *TINY_SPECTRAL, *extra]
 
 
-@pytest.mark.parametrize("video, fusion", [("fer", "concat"), ("face_cnn", "gated"), ("face_mesh", "late")])
+@pytest.mark.parametrize("video, fusion", [("fer", "concat"), ("face_cnn", "gated"),
+                                           pytest.param("face_mesh", "late", marks=pytest.mark.slow)])
 def test_speech_and_video_train_and_report(video_corpus, tmp_path, video, fusion):
     cfg = compose("train", overrides(video_corpus, tmp_path, f"model/video={video}", f"model/fusion={fusion}",
                                      "modalities=speech+video"), output_dir=str(tmp_path / "run"))
@@ -104,6 +105,7 @@ def check_prediction_reproduces_the_test_run(run, corpus, tmp_path):
         load_predictor(MonitorSettings(model=str(run / "checkpoints" / "best.ckpt")))
 
 
+@pytest.mark.slow  # ~15 s; the subsets themselves are covered head by head in tests/unit/test_fusion.py
 def test_video_only_and_all_three(video_corpus, tiny_corpus, tiny_bert_dir, tmp_path):
     # video only: a sample without video has no modality left, which is an error naming the count
     cfg = compose("train", overrides(video_corpus, tmp_path, "model/video=fer", "modalities=video"),
