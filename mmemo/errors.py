@@ -28,6 +28,23 @@ class MissingInput(UserError, FileNotFoundError):
     """Something the user pointed at that is not there (a file, a folder, a fold, a model)."""
 
 
+class MediaError(UserError, ValueError):
+    """A clip (audio or video) that cannot be used; ``reason`` is a short machine-friendly summary.
+
+    The data module's bad-clip policy (``data.on_bad_audio``), the feature cache and prediction
+    handle every kind the same way; subclasses only name the kind (``AudioError``, ``VideoError``).
+    """
+
+    kind = "media"
+
+    def __init__(self, path, reason: str, key: str | None = None):
+        self.path = str(path)
+        self.reason = reason
+        self.key = key
+        who = f"key {key!r}, " if key else ""
+        super().__init__(f"bad {self.kind} ({who}file {self.path}): {reason}")
+
+
 def debugging() -> bool:
     return os.environ.get(DEBUG_ENV) == "1"
 

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from mmemo.errors import InvalidInput, UserError
+from mmemo.errors import InvalidInput, MediaError, UserError
 
 SAMPLE_RATE = 16_000
 #: File suffixes (lower case) read as audio, everywhere: libsndfile reads WAV/FLAC/OGG/MP3/AIFF, ffmpeg the
@@ -42,15 +42,10 @@ _OVERRUN_SECONDS = 0.1
 _PIPE_BLOCK = 1 << 16
 
 
-class AudioError(UserError, ValueError):
-    """A clip that cannot be used; ``reason`` is a short machine-friendly summary."""
+class AudioError(MediaError):
+    """An audio clip that cannot be used (:class:`~mmemo.errors.MediaError`)."""
 
-    def __init__(self, path: str | Path, reason: str, key: str | None = None):
-        self.path = str(path)
-        self.reason = reason
-        self.key = key
-        who = f"key {key!r}, " if key else ""
-        super().__init__(f"bad audio ({who}file {self.path}): {reason}")
+    kind = "audio"
 
 
 class UnusableAudioError(UserError, ValueError):

@@ -40,7 +40,7 @@ from mmemo.data.labels import LabelMap
 from mmemo.data.leakage import check_duplicate_audio
 from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, resolve_audio_paths, resolve_video_paths
 from mmemo.data.sampling import LengthBucketSampler
-from mmemo.errors import InvalidInput
+from mmemo.errors import InvalidInput, MediaError
 
 log = logging.getLogger(__name__)
 BAD_AUDIO_POLICIES = ("error", "skip")
@@ -318,7 +318,7 @@ class EmotionDataModule(L.LightningDataModule):
                 failed[u.key] = error
         self.exclude(failed)
 
-    def _handle_bad_audio(self, bad: list[AudioError]) -> None:
+    def _handle_bad_audio(self, bad: list[MediaError]) -> None:
         """Apply data.on_bad_audio to the clips that failed (self.skipped already lists them)."""
         if bad and self.on_bad_audio == "error":
             raise UnusableAudioError(bad, "Fix or remove them, or set data.on_bad_audio=skip to train without "
@@ -328,7 +328,7 @@ class EmotionDataModule(L.LightningDataModule):
             log.warning("skipped %d unusable clip(s); keys and reasons in %s", len(bad), report)
 
     # -- what a recipe may do after setup ------------------------------------------------
-    def exclude(self, failed: dict[str, AudioError]) -> None:
+    def exclude(self, failed: dict[str, MediaError]) -> None:
         """Clips something else found unusable (a feature cache's encoder): the bad-audio policy applies."""
         if not failed:
             return

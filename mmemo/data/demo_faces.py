@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmemo.video.writing import write_video
+
 #: Frames per second and side (pixels) of the rendered video.
 FPS = 25
 SIZE = 128
@@ -112,33 +114,12 @@ def mouth_openings(wave: np.ndarray, sample_rate: int, frames: int) -> np.ndarra
 def render_video(path: Path, wave: np.ndarray, sample_rate: int, face: FaceIdentity, params: tuple[float, ...],
                  seed: int) -> Path:
     """Write the talking face for ``wave`` (and the audio as AAC) to ``path`` (.mp4, mpeg4 video)."""
-    import av
-
     rng = np.random.default_rng(seed)
-    frames = max(1, int(math.ceil(len(wave) / sample_rate * FPS)))
-    opening = mouth_openings(wave, sample_rate, frames)
+    count = max(1, int(math.ceil(len(wave) / sample_rate * FPS)))
+    opening = mouth_openings(wave, sample_rate, count)
     phase, speed = rng.uniform(0, 2 * math.pi, 3), rng.uniform(0.3, 0.9, 3)
-    times = np.arange(frames) / FPS
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=FPS)
-        video.width = video.height = SIZE
-        video.pix_fmt = "yuv420p"
-        video.bit_rate = 150_000
-        audio = container.add_stream("aac", rate=sample_rate)
-        for index, t in enumerate(times):
-            image = draw_face(face, params, float(opening[index]),
-                              dx=3 * math.sin(2 * math.pi * speed[0] * t + phase[0]),
-                              dy=2 * math.sin(2 * math.pi * speed[1] * t + phase[1]),
-                              tilt=6 * math.sin(2 * math.pi * speed[2] * t + phase[2]))
-            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        samples = (np.clip(wave, -1, 1) * 32767).astype(np.int16)[None]
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = sample_rate
-        for packet in audio.encode(frame):
-            container.mux(packet)
-        for packet in audio.encode():
-            container.mux(packet)
-    return path
+    frames = (draw_face(face, params, float(opening[i]),
+                        dx=3 * math.sin(2 * math.pi * speed[0] * i / FPS + phase[0]),
+                        dy=2 * math.sin(2 * math.pi * speed[1] * i / FPS + phase[1]),
+                        tilt=6 * math.sin(2 * math.pi * speed[2] * i / FPS + phase[2])) for i in range(count))
+    return write_video(path, frames, FPS, bit_rate=150_000, audio=wave, sample_rate=sample_rate)

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from mmemo.data.audio import AudioError
 from mmemo.encoders.base import Encoder
-from mmemo.errors import InvalidInput
+from mmemo.errors import InvalidInput, MediaError
 from mmemo.features.extract import FeatureSource, Job, extract, open_store
 from mmemo.features.store import text_item_id
 from mmemo.video.decode import VideoError
@@ -97,7 +97,7 @@ class FeatureCache:
             return
         everything = [e for dataset in datamodule.datasets.values() for e in dataset.examples]
         items: dict[str, dict[str, str]] = {}  # modality -> key -> item id
-        failed: dict[str, AudioError | VideoError] = {}
+        failed: dict[str, MediaError] = {}
         for modality, source in self.sources.items():
             jobs, ids = [], {}
             for example in everything:

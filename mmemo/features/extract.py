@@ -18,11 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from mmemo.bounded import BoundedCache
-from mmemo.data.audio import AudioError
 from mmemo.encoders.base import Encoder, SpeechEncoder, VideoEncoder
-from mmemo.errors import InvalidInput
+from mmemo.errors import InvalidInput, MediaError
 from mmemo.features.store import DTYPES, STORAGE_MODES, FeatureStore, store_key
-from mmemo.video.decode import VideoError
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +140,7 @@ def extract(source: FeatureSource, jobs: Sequence[Job], *, batch_size: int = 16,
                 try:
                     inputs.append(job.load())
                     kept.append(job)
-                except (AudioError, VideoError) as error:
+                except MediaError as error:
                     failures.append({"key": job.key or job.item, "file": job.where, "reason": error.reason})
             if kept:
                 if isinstance(encoder, SpeechEncoder):

@@ -12,6 +12,7 @@ other modalities missing: the face's own reading over time, next to the speech t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ from mmemo.video.track import VideoOptions, empty_track, face_track
 
 
 def trained_video_options(classifier) -> VideoOptions:
-    """The ``data.video`` options a checkpoint was trained with (defaults where it says nothing)."""
+    """The ``data.video`` options a checkpoint was trained with (defaults where it says nothing); the
+    training machine's face-track cache folder is not used here."""
     data = (getattr(classifier, "run_config", None) or {}).get("data") or {}
-    return VideoOptions.from_config(data.get("video"))
+    return replace(VideoOptions.from_config(data.get("video")), cache_dir=None)
 
 
 def input_track(item, options: VideoOptions) -> FaceTrack | None:

@@ -28,14 +28,13 @@ import torch
 from mmemo.data.audio import (
     SAMPLE_RATE,
     SILENCE_DBFS,
-    AudioError,
     check_seconds,
     load_audio,
     silence_peak,
 )
 from mmemo.data.batching import length_sorted_batches
 from mmemo.encoders.base import EncoderOutput
-from mmemo.errors import InvalidInput
+from mmemo.errors import InvalidInput, MediaError
 from mmemo.fusion.base import masked_mean
 from mmemo.inference.faces import encode_tracks, face_timeline, input_track, trained_video_options
 from mmemo.inference.inputs import InputItem, collect_inputs
@@ -51,7 +50,6 @@ from mmemo.inference.timeline import (
     window_moments,
     window_sequences,
 )
-from mmemo.video.decode import VideoError
 
 __all__ = ["GRANULARITIES", "Predictor", "Segment", "Timeline"]
 
@@ -203,7 +201,7 @@ class Predictor:
                         clip = load_audio(item.path, key=self._error_key(item), start=item.start, end=item.end,
                                           max_seconds=self.max_seconds, silence_dbfs=self.silence_dbfs)
                         track = input_track(item, self.video_options) if self.video_options else None
-                    except (AudioError, VideoError) as error:
+                    except MediaError as error:
                         done[index] = Prediction.failed(item.audio_id, str(error), _str(item.path))
                         continue
                     tracks[index] = track

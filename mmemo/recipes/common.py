@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmemo.encoders.build import encoder_spec
 from mmemo.errors import InvalidInput
 from mmemo.evaluation.report import read_metrics
+from mmemo.training.module import MODALITIES
 from mmemo.training.provenance import environment, git_state
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 MODALITY_SETS = {"both": ("speech", "text"), "speech": ("speech",), "text": ("text",), "video": ("video",),
                  "speech+text": ("speech", "text"), "speech+video": ("speech", "video"),
                  "text+video": ("text", "video"), "all": ("speech", "text", "video")}
-MODALITIES = ("speech", "text", "video")
 
 
 def container(node) -> dict:
@@ -69,8 +69,7 @@ def build_model(cfg: DictConfig, datamodule):
     counts = Counter(e.label for e in datamodule.datasets["train"].examples)
     specs = model_specs(cfg)
     model_cfg = {k: v for k, v in container(cfg.model).items() if k not in (*MODALITIES, "_target_")}
-    encoders = {m: specs[m] for m in MODALITIES if specs.get(m) is not None or m != "video"}
-    model = model_class(cfg)(classes=list(datamodule.classes), **encoders,
+    model = model_class(cfg)(classes=list(datamodule.classes), **{m: specs.get(m) for m in MODALITIES},
                              class_counts=[counts.get(i, 0) for i in range(len(datamodule.classes))], **model_cfg)
     model.run_config = resolved_config(cfg)
     return model
@@ -88,7 +87,7 @@ def frozen_in_config(spec: dict | None) -> bool:
     return default is not None and default.default == "frozen"
 
 
-def serves_speech_from_cache(cfg: DictConfig, specs: dict[str, dict | None], modality: str = "speech") -> bool:
+def served_from_cache(cfg: DictConfig, specs: dict[str, dict | None], modality: str) -> bool:
     """A modality read from the feature cache: the data module need not decode its audio (or video)."""
     return (cfg.get("features") or {}).get("cache") == "auto" and frozen_in_config(specs.get(modality))
 

@@ -28,7 +28,7 @@ from mmemo.recipes.common import (
     model_class,
     model_specs,
     run_metadata,
-    serves_speech_from_cache,
+    served_from_cache,
 )
 from mmemo.training.loggers import finish_wandb
 
@@ -46,10 +46,10 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     specs = model_specs(cfg)
     needs_text = model_class(cfg).needs_transcripts(container(cfg.model), specs)
-    video = {"use_video": True, "decode_video": not serves_speech_from_cache(cfg, specs, "video")} \
+    video = {"use_video": True, "decode_video": not served_from_cache(cfg, specs, "video")} \
         if specs.get("video") is not None else {}
     datamodule = instantiate(cfg.data, use_audio=specs["speech"] is not None, use_text=needs_text,
-                             decode_audio=not serves_speech_from_cache(cfg, specs), **video)
+                             decode_audio=not served_from_cache(cfg, specs, "speech"), **video)
     datamodule.setup("fit")
     model = build_model(cfg, datamodule)
     feature_cache(cfg, model).attach(datamodule)

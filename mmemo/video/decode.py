@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmemo.errors import MissingDependency, UserError
+from mmemo.errors import MediaError, MissingDependency
 
 #: Frames kept per second of video unless a config says otherwise.
 DEFAULT_FPS = 5.0
@@ -28,15 +28,10 @@ DEFAULT_FPS = 5.0
 DEFAULT_MAX_SIDE = 480
 
 
-class VideoError(UserError, ValueError):
-    """A video that cannot be used; ``reason`` is a short summary (as :class:`~mmemo.data.audio.AudioError`)."""
+class VideoError(MediaError):
+    """A video that cannot be used (:class:`~mmemo.errors.MediaError`, like bad audio)."""
 
-    def __init__(self, path: str | Path, reason: str, key: str | None = None):
-        self.path = str(path)
-        self.reason = reason
-        self.key = key
-        who = f"key {key!r}, " if key else ""
-        super().__init__(f"bad video ({who}file {self.path}): {reason}")
+    kind = "video"
 
 
 @dataclass
@@ -147,8 +142,6 @@ def video_seconds(path: str | Path) -> float | None:
 
 def has_video(path: str | Path) -> bool:
     """Whether ``path`` is a media file with a video stream (False for audio files and unreadable ones)."""
-    if Path(path).suffix.lower() in (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"):
-        return False
     av = _av()
     try:
         with av.open(str(path), mode="r", timeout=30.0) as container:

