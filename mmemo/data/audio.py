@@ -31,6 +31,9 @@ SAMPLE_RATE = 16_000
 #: File suffixes (lower case) read as audio, everywhere: libsndfile reads WAV/FLAC/OGG/MP3/AIFF, ffmpeg the
 #: rest. The order is also the preference when one name has several copies (``x.wav`` before ``x.flac``).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".webm", ".opus", ".aac", ".aiff", ".aif")
+#: What prediction and the monitor's watch folder pick up from a folder: audio, and video containers whose
+#: audio track ffmpeg decodes (a video model reads their faces too). Corpora match AUDIO_SUFFIXES only.
+MEDIA_SUFFIXES = AUDIO_SUFFIXES + (".mov", ".mkv", ".avi", ".m4v")
 #: A clip whose loudest sample is below this level (dBFS, full scale = 0) counts as silent:
 #: -60 dBFS is a peak of 0.001, far under any recording's speech and under most noise floors.
 #: ``data.silence_dbfs``, ``mmemo predict --silence-dbfs`` and ``monitor serve --silence-dbfs``

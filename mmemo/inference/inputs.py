@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmemo.data.audio import AUDIO_SUFFIXES as AUDIO_EXTENSIONS  # picked up when a folder is given
+from mmemo.data.audio import MEDIA_SUFFIXES  # picked up when a folder is given
 from mmemo.data.folds import audio_root_of, corpus_root_of
 from mmemo.data.manifest import iter_manifest, resolve_audio_path
 
@@ -46,10 +46,10 @@ def collect_inputs(paths: list[str | Path], audio_root: str | Path | None = None
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
             if not found:
                 items.append(InputItem(str(raw), None, error=f"{path}: folder holds no audio files "
-                                                               f"({', '.join(AUDIO_EXTENSIONS)})"))
+                                                               f"({', '.join(MEDIA_SUFFIXES)})"))
             items += [InputItem(str(p), p) for p in found]
         elif path.suffix.lower() in MANIFEST_EXTENSIONS and path.is_file():
             items += manifest_items(path, audio_root)

@@ -1,8 +1,13 @@
-"""The monitor's core: audio in, prediction + alerts + stored record out.
+"""The monitor's core: audio (and video) in, prediction + alerts + stored record out.
 
 Every entry point - upload, WebSocket, chunked HTTP, watch folder - goes through a
 :class:`Monitor`, so they all share one Predictor (the same class ``mmemo predict`` uses),
 one alert engine with its cooldowns, one store and one webhook queue.
+
+For a model with a video branch, an uploaded or watched file with a video stream gives the face
+track too (made with the options the model was trained with, as in ``mmemo predict``); the
+record then stores the face timeline next to the audio's. Rules run over the audio's timeline.
+Live streams carry PCM audio only, so a video model scores them with the face missing.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mmemo.data.audio import SAMPLE_RATE, AudioError, load_audio
-from mmemo.errors import InvalidInput, UserError
+from mmemo.errors import InvalidInput, MediaError, UserError
 from mmemo.monitor.batching import PredictionBatcher
 from mmemo.monitor.delivery import AlertDispatcher, Transport
 from mmemo.monitor.engine import Alert, AlertEngine
@@ -43,12 +48,7 @@ def load_predictor(settings: MonitorSettings):
     if not settings.model:
         raise InvalidInput("--model is required: an mmemo .ckpt, a FunASR emotion2vec(+) folder or a hub id")
     options = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
-    predictor = Predictor.from_source(settings.model, device=settings.device, **options)
-    if predictor.model.video is not None:
-        raise NotImplementedError(f"{settings.model} has a video branch; the monitor reads audio only (uploads, "
-                                  "streams, the watch folder), so its scores would lack the face. Video in the "
-                                  "monitor is not built yet (docs/video.md); use `mmemo predict` for video files.")
-    return predictor
+    return Predictor.from_source(settings.model, device=settings.device, **options)
 
 
 def _default_stream_factory(predictor, settings: MonitorSettings):
@@ -150,13 +150,36 @@ class Monitor:
             raise AnalysisError(f"{problem} (--max-duration)", status=413)
         return clip.wave
 
+    def face_track(self, path: Path):
+        """The upload's face track for a model with a video branch (None: no such model, or no video
+        stream in the file: the face is then missing, as in training). Bounded like training's
+        decoding (the model's ``data.video.max_seconds``) and by the same decode semaphore."""
+        options = getattr(self.predictor, "video_options", None)
+        if options is None:
+            return None
+        from mmemo.video.decode import has_video
+        from mmemo.video.track import face_track
+
+        with self._decoding:
+            if not has_video(path):
+                return None
+            try:
+                return face_track(path, options)
+            except MediaError as error:
+                raise AnalysisError(f"cannot decode the upload's video: {error.reason}") from None
+
+    def read(self, path: Path) -> tuple[np.ndarray, object]:
+        """An uploaded or watched file as (waveform, face track or None)."""
+        return self.decode(path), self.face_track(path)
+
     # -- analysis --------------------------------------------------------------------------------
     def analyze(self, waveform: np.ndarray, *, audio_id: str | None = None, channel: str = "default",
-                source: str = "upload") -> dict:
-        """Predict one clip, run the rules over its frames, store everything; the API's answer."""
+                source: str = "upload", track=None) -> dict:
+        """Predict one clip (with its face ``track``, if any), run the rules over its audio frames, store
+        everything; the API's answer."""
         audio_id = audio_id or uuid.uuid4().hex
         received = self.clock()
-        prediction = self.batcher.predict(waveform, audio_id)
+        prediction = self.batcher.predict(waveform, audio_id, track=track)
         if prediction.error:
             raise AnalysisError(f"the model could not analyse {audio_id!r}: {prediction.error}")
         timeline = prediction.timeline
@@ -168,13 +191,15 @@ class Monitor:
             probs = np.array([[prediction.scores[c] for c in self.classes]])
         session = self.engine.session(channel, audio_id, period, start_time=received)
         alerts = self._raise_alerts(session.feed(times, probs))
+        face = getattr(prediction, "face_timeline", None)
         record = self.store.add_record(
             audio_id=audio_id, channel=channel, source=source, model_id=self.model_id,
             granularity=self.batcher.granularity,
             label=prediction.label, confidence=prediction.confidence, scores=prediction.scores,
             duration=prediction.duration, embedding_path=self._save_embedding(prediction.embedding),
             timeline=(times, probs) if timeline is not None else None, classes=self.classes,
-            alert_ids=[a["id"] for a in alerts])
+            alert_ids=[a["id"] for a in alerts],
+            modality_timelines={"face": (face.times, face.scores)} if face is not None else None)
         result = prediction.to_dict()
         result.pop("embedding", None)
         return {"record": record, "prediction": result, "alerts": alerts}

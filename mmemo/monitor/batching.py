@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class _Request:
     waveform: np.ndarray
     audio_id: str
+    track: object = None  # the clip's face track (video models), or None
     future: Future = field(default_factory=Future)
 
 
@@ -39,9 +40,10 @@ class PredictionBatcher:
         self._thread.start()
         self.batches = 0
 
-    def predict(self, waveform: np.ndarray, audio_id: str, timeout: float | None = None):
-        """One clip's :class:`Prediction` (frame granularity), computed in some batch."""
-        request = _Request(waveform, audio_id)
+    def predict(self, waveform: np.ndarray, audio_id: str, timeout: float | None = None, track=None):
+        """One clip's :class:`Prediction` (frame granularity), computed in some batch; ``track``: its face
+        track for a model with a video branch."""
+        request = _Request(waveform, audio_id, track)
         self._queue.put(request)
         return request.future.result(timeout)
 
@@ -68,7 +70,8 @@ class PredictionBatcher:
                 with self.model_lock:
                     predictions = self.predictor.predict_waveforms(
                         [r.waveform for r in batch], [r.audio_id for r in batch], granularity=self.granularity,
-                        embeddings=self.embeddings, smooth=self.smooth)
+                        embeddings=self.embeddings, smooth=self.smooth,
+                        **({"tracks": [r.track for r in batch]} if any(r.track is not None for r in batch) else {}))
                 self.batches += 1
             except Exception as error:  # the batch fails together; each caller gets the error
                 log.exception("prediction batch of %d failed", len(batch))

@@ -54,6 +54,18 @@ class TimelineRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class ModalityTimelineRow(Base):
+    """A record's timeline of another modality (``face``); the record's own ``timeline_id`` is the
+    audio's. A table of its own, so databases made before video gain it without a migration."""
+
+    __tablename__ = "modality_timelines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    timeline_id: Mapped[int] = mapped_column(ForeignKey("timelines.id", ondelete="CASCADE"))
+
+
 class AlertRow(Base):
     __tablename__ = "alerts"
 

@@ -107,8 +107,8 @@ def create_app(settings: MonitorSettings, predictor=None, **monitor_options) -> 
 
     @app.post("/analyze", dependencies=auth)
     async def analyze(request: Request, channel: str = "default", audio_id: str | None = None):
-        """Upload one audio file: multipart field ``file`` (+ optional ``channel``, ``audio_id``
-        fields) or the raw file as the body."""
+        """Upload one audio or video file: multipart field ``file`` (+ optional ``channel``, ``audio_id``
+        fields) or the raw file as the body. A video model also reads the file's face track."""
         content_type = request.headers.get("content-type", "")
         # the upload goes to a temporary file as it arrives (never whole in memory), then is decoded
         with tempfile.TemporaryDirectory(prefix="mmemo-upload-") as folder:
@@ -133,9 +133,9 @@ def create_app(settings: MonitorSettings, predictor=None, **monitor_options) -> 
                                          f"{settings.max_upload_mb:g} MB limit (--max-upload-mb)")
             if not size:
                 raise HTTPException(422, "empty upload: send an audio file")
-            waveform = await run_in_threadpool(monitor.decode, path)
+            waveform, track = await run_in_threadpool(monitor.read, path)
         return await run_in_threadpool(lambda: monitor.analyze(waveform, audio_id=audio_id, channel=channel,
-                                                               source="upload"))
+                                                               source="upload", track=track))
 
     @app.get("/records", dependencies=auth)
     async def records(since: datetime | None = None, until: datetime | None = None, channel: str | None = None,
@@ -147,10 +147,11 @@ def create_app(settings: MonitorSettings, predictor=None, **monitor_options) -> 
         return await run_in_threadpool(monitor.store.records, where)
 
     @app.get("/records/{record_id}/timeline", dependencies=auth)
-    async def timeline(record_id: int):
-        found = await run_in_threadpool(monitor.store.timeline, record_id)
+    async def timeline(record_id: int, modality: str = Query("speech", pattern="^[a-z]{1,16}$")):
+        """The record's frame timeline: the audio's (``speech``) or another modality's (``face``)."""
+        found = await run_in_threadpool(monitor.store.timeline, record_id, modality)
         if found is None:
-            raise HTTPException(404, f"record {record_id} has no frame timeline (or does not exist)")
+            raise HTTPException(404, f"record {record_id} has no {modality} frame timeline (or does not exist)")
         return found
 
     @app.delete("/records/{audio_id:path}", dependencies=auth)

@@ -63,7 +63,7 @@ class MonitorSettings:
     data_dir: Path = option(Path("runs/monitor"), help="SQLite file and embeddings")
     rules: Path | None = option(None, help="rules YAML (default: configs/monitor/rules.yaml); hot-reloaded")
     rules_poll_seconds: float = 1.0
-    watch: Path | None = option(None, metavar="DIR", help="also analyse audio files dropped into DIR")
+    watch: Path | None = option(None, metavar="DIR", help="also analyse audio or video files dropped into DIR")
     watch_poll_seconds: float = 1.0
     watch_channel: str = "watch"
     embeddings: bool = option(False, help="save each clip's embedding (.npy) in DATA_DIR")

@@ -35,6 +35,7 @@ from mmemo.monitor.schema import (
     Base,
     DeadLetterRow,
     DeliveryRow,
+    ModalityTimelineRow,
     RecordRow,
     TimelineRow,
     as_utc,
@@ -45,6 +46,8 @@ from mmemo.monitor.schema import (
 )
 
 log = logging.getLogger(__name__)
+#: The modality of a record's own timeline (the audio's); others are stored beside it.
+SPEECH = "speech"
 
 
 @dataclass
@@ -106,16 +109,12 @@ class ResultStore:
                    label: str | None, confidence: float | None, scores: dict[str, float], duration: float,
                    embedding_path: str | None = None, timeline: tuple[np.ndarray, np.ndarray] | None = None,
                    classes: list[str] | None = None, error: str | None = None,
-                   alert_ids: list[int] | None = None, created_at: datetime | None = None) -> dict:
-        """Insert one record (and its timeline); link ``alert_ids`` that fired while it streamed."""
+                   alert_ids: list[int] | None = None, created_at: datetime | None = None,
+                   modality_timelines: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict:
+        """Insert one record (its audio timeline, and ``modality_timelines`` such as ``{"face": (times,
+        scores)}``); link ``alert_ids`` that fired while it streamed."""
         with self._write_lock, self._sessions.begin() as session:
-            timeline_id = None
-            if timeline is not None and len(timeline[0]):
-                row = TimelineRow(classes=list(classes or []), frames=int(len(timeline[0])),
-                                  data=encode_timeline(*timeline))
-                session.add(row)
-                session.flush()
-                timeline_id = row.id
+            timeline_id = self._add_timeline(session, timeline, classes)
             record = RecordRow(audio_id=self.stored_id(audio_id), channel=channel, source=source,
                                created_at=created_at or utcnow(), model_id=model_id, granularity=granularity,
                                label=label, confidence=confidence, scores={k: float(v) for k, v in scores.items()},
@@ -123,11 +122,29 @@ class ResultStore:
                                error=error, alert_count=0, alert_rules=[])
             session.add(record)
             session.flush()
+            others = {}
+            for modality, frames in (modality_timelines or {}).items():
+                if modality == SPEECH:
+                    raise ValueError(f"{SPEECH!r} is the record's own timeline, not an extra modality")
+                other_id = self._add_timeline(session, frames, classes)
+                if other_id is not None:
+                    session.add(ModalityTimelineRow(record_id=record.id, modality=modality, timeline_id=other_id))
+                    others[modality] = other_id
             if alert_ids:
                 session.execute(update(AlertRow).where(AlertRow.id.in_(alert_ids)).values(record_id=record.id))
                 rules = session.scalars(select(AlertRow.rule).where(AlertRow.id.in_(alert_ids))).all()
                 record.alert_count, record.alert_rules = len(rules), sorted(set(rules))
-            return self._record_dict(record)
+            return self._record_dict(record, sorted(others))
+
+    @staticmethod
+    def _add_timeline(session: Session, timeline: tuple[np.ndarray, np.ndarray] | None,
+                      classes: list[str] | None) -> int | None:
+        if timeline is None or not len(timeline[0]):
+            return None
+        row = TimelineRow(classes=list(classes or []), frames=int(len(timeline[0])), data=encode_timeline(*timeline))
+        session.add(row)
+        session.flush()
+        return row.id
 
     def add_alert(self, alert: Any, delivery: str = "none") -> int:
         """Store an :class:`~mmemo.monitor.engine.Alert`; returns its id."""
@@ -243,7 +260,10 @@ class ResultStore:
                     pass
         timeline_ids = [r.timeline_id for r in records if r.timeline_id is not None]
         record_ids = [r.id for r in records]
+        timeline_ids += session.scalars(select(ModalityTimelineRow.timeline_id)
+                                        .where(ModalityTimelineRow.record_id.in_(record_ids))).all()
         session.execute(update(AlertRow).where(AlertRow.record_id.in_(record_ids)).values(record_id=None))
+        session.execute(delete(ModalityTimelineRow).where(ModalityTimelineRow.record_id.in_(record_ids)))
         session.execute(delete(RecordRow).where(RecordRow.id.in_(record_ids)))
         session.execute(delete(TimelineRow).where(TimelineRow.id.in_(timeline_ids)))
         return {"records": len(record_ids), "embedding_files": files}
@@ -290,20 +310,34 @@ class ResultStore:
             query = query.where(RecordRow.id.in_(select(AlertRow.record_id).where(AlertRow.rule == where.alert)))
         query = query.order_by(RecordRow.created_at.desc(), RecordRow.id.desc()).limit(where.limit).offset(where.offset)
         with self._sessions() as session:
-            return [self._record_dict(row) for row in session.scalars(query)]
+            rows = session.scalars(query).all()
+            modalities: dict[int, list[str]] = {}
+            for record_id, modality in session.execute(
+                    select(ModalityTimelineRow.record_id, ModalityTimelineRow.modality)
+                    .where(ModalityTimelineRow.record_id.in_([r.id for r in rows]))):
+                modalities.setdefault(record_id, []).append(modality)
+            return [self._record_dict(row, sorted(modalities.get(row.id, []))) for row in rows]
 
     def count_records(self) -> int:
         with self._sessions() as session:
             return session.scalar(select(func.count()).select_from(RecordRow)) or 0
 
-    def timeline(self, record_id: int) -> dict | None:
+    def timeline(self, record_id: int, modality: str = SPEECH) -> dict | None:
+        """One record's frame timeline of ``modality`` (``speech``: the audio's; ``face``, ...), or None."""
         with self._sessions() as session:
             record = session.get(RecordRow, record_id)
-            if record is None or record.timeline_id is None:
+            if record is None:
                 return None
-            row = session.get(TimelineRow, record.timeline_id)
+            if modality == SPEECH:
+                timeline_id = record.timeline_id
+            else:
+                timeline_id = session.scalar(select(ModalityTimelineRow.timeline_id).where(
+                    ModalityTimelineRow.record_id == record_id, ModalityTimelineRow.modality == modality))
+            if timeline_id is None:
+                return None
+            row = session.get(TimelineRow, timeline_id)
             times, scores = decode_timeline(row.data)
-            return {"record_id": record_id, "classes": row.classes, "times": times.tolist(),
+            return {"record_id": record_id, "modality": modality, "classes": row.classes, "times": times.tolist(),
                     "scores": scores.tolist()}
 
     def alerts(self, *, since: datetime | None = None, channel: str | None = None, rule: str | None = None,
@@ -349,14 +383,15 @@ class ResultStore:
                           for t, counts in sorted(trend.items())]}
 
     @staticmethod
-    def _record_dict(row: RecordRow) -> dict:
+    def _record_dict(row: RecordRow, modalities: list[str] | tuple[str, ...] = ()) -> dict:
+        timelines = {SPEECH: f"/records/{row.id}/timeline"} if row.timeline_id is not None else {}
+        timelines.update({m: f"/records/{row.id}/timeline?modality={m}" for m in modalities})
         return {"id": row.id, "audio_id": row.audio_id, "channel": row.channel, "created_at": iso_utc(row.created_at),
                 "source": row.source, "model_id": row.model_id, "granularity": row.granularity,
                 "label": row.label, "confidence": row.confidence, "scores": row.scores, "duration": row.duration,
                 "embedding_path": row.embedding_path, "alert_count": row.alert_count,
                 "alert_rules": row.alert_rules or [],
-                "timeline": f"/records/{row.id}/timeline" if row.timeline_id is not None else None,
-                "error": row.error}
+                "timeline": timelines.get(SPEECH), "timelines": timelines, "error": row.error}
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,4 +1,4 @@
-"""Watch-folder mode: audio files dropped into a folder are analysed and moved aside.
+"""Watch-folder mode: audio (and video) files dropped into a folder are analysed and moved aside.
 
 Polling (no inotify dependency) works on network shares too. A file is taken once its size
 has stayed the same for one poll, so half-copied recordings are not analysed. Files in a
@@ -14,7 +14,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from mmemo.data.audio import AUDIO_SUFFIXES
+from mmemo.data.audio import MEDIA_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class WatchFolder:
             relative = path.relative_to(self.folder)
             if any(part in SKIP or part.startswith(".") for part in relative.parts):
                 continue
-            if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
+            if path.is_file() and path.suffix.lower() in MEDIA_SUFFIXES:
                 found.append(path)
         return found
 
@@ -58,8 +58,9 @@ class WatchFolder:
         relative = path.relative_to(self.folder)
         channel = relative.parts[0] if len(relative.parts) > 1 else self.default_channel
         try:
-            waveform = self.monitor.decode(path)
-            result = self.monitor.analyze(waveform, audio_id=str(relative), channel=channel, source="watch")
+            waveform, track = self.monitor.read(path)
+            result = self.monitor.analyze(waveform, audio_id=str(relative), channel=channel, source="watch",
+                                          track=track)
         except Exception as error:  # one bad file never stops the folder
             log.warning("watch folder: %s failed: %s", relative, error)
             target = self._move(path, ".failed")

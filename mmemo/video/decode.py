@@ -59,6 +59,13 @@ def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+def _moving_streams(container) -> list:
+    """The container's video streams that are moving pictures: cover art in an .mp3 or .m4a is a
+    one-picture "video" stream (disposition ``attached_pic``) and no face track."""
+    cover = _av().stream.Disposition.attached_pic
+    return [s for s in container.streams.video if s.codec_context is not None and not s.disposition & cover]
+
+
 def read_video(path: str | Path, *, start: float | None = None, end: float | None = None, fps: float = DEFAULT_FPS,
                max_seconds: float | None = None, max_side: int = DEFAULT_MAX_SIDE, key: str | None = None) -> VideoClip:
     """Frames of ``path`` between ``start`` and ``end`` seconds, one per ``1/fps`` seconds.
@@ -82,9 +89,9 @@ def read_video(path: str | Path, *, start: float | None = None, end: float | Non
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise VideoError(path, f"not a readable media file ({type(error).__name__}: {error})", key) from None
     with container:
-        streams = [s for s in container.streams.video if s.codec_context is not None]
+        streams = _moving_streams(container)
         if not streams:
-            raise VideoError(path, "no video stream (an audio-only file?)", key)
+            raise VideoError(path, "no video stream (an audio-only file, or one with only cover art?)", key)
         stream = streams[0]
         stream.thread_type = "AUTO"
         source_fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
@@ -127,7 +134,7 @@ def video_seconds(path: str | Path) -> float | None:
     av = _av()
     try:
         with av.open(str(path), mode="r", timeout=30.0) as container:
-            streams = list(container.streams.video)
+            streams = _moving_streams(container)
             if not streams:
                 return None
             stream = streams[0]
@@ -141,10 +148,11 @@ def video_seconds(path: str | Path) -> float | None:
 
 
 def has_video(path: str | Path) -> bool:
-    """Whether ``path`` is a media file with a video stream (False for audio files and unreadable ones)."""
+    """Whether ``path`` is a media file with a moving video stream (False for audio files, audio with
+    cover art, and unreadable files)."""
     av = _av()
     try:
         with av.open(str(path), mode="r", timeout=30.0) as container:
-            return bool(container.streams.video)
+            return bool(_moving_streams(container))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError):
         return False

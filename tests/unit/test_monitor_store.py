@@ -132,3 +132,53 @@ def test_deleting_an_audio_id_forgets_its_deliveries(db_url):
     queue(store, store.add_alert(alert("secret-call", NOW)))
     assert store.delete_audio("secret-call")["alerts"] == 1
     assert store.deliveries() == [] and store.pending_deliveries() == 0
+
+
+def test_face_timelines_are_stored_listed_read_and_forgotten_with_their_record(tmp_path, db_url):
+    from sqlalchemy import text
+
+    store = ResultStore(db_url, retention_days=7)
+    face = (np.array([0.1, 0.3, 0.5]), np.array([[0.2, 0.8], [0.4, 0.6], [0.7, 0.3]]))
+    with_face = store.add_record(audio_id="call.mp4", channel="c", source="upload", model_id="m", granularity="frame",
+                                 label="angry", confidence=0.9, scores={"angry": 0.9, "other": 0.1}, duration=0.6,
+                                 timeline=(np.array([0.01]), np.array([[0.9, 0.1]])), classes=["angry", "other"],
+                                 modality_timelines={"face": face}, created_at=NOW - timedelta(days=8))
+    plain = add(store, "call.wav", "sad")
+    assert with_face["timelines"] == {"speech": f"/records/{with_face['id']}/timeline",
+                                      "face": f"/records/{with_face['id']}/timeline?modality=face"}
+    assert plain["timelines"] == {"speech": f"/records/{plain['id']}/timeline"}
+    listed = {r["audio_id"]: r["timelines"] for r in store.records()}
+    assert set(listed["call.mp4"]) == {"speech", "face"} and set(listed["call.wav"]) == {"speech"}
+    read = store.timeline(with_face["id"], "face")
+    assert read["modality"] == "face" and np.allclose(read["times"], face[0]) and np.allclose(read["scores"], face[1])
+    assert store.timeline(with_face["id"])["times"] == pytest.approx([0.01])  # the audio's stays the default
+    assert store.timeline(plain["id"], "face") is None
+    with pytest.raises(ValueError, match="own timeline"):
+        store.add_record(audio_id="x", channel="c", source="upload", model_id="m", granularity="frame", label=None,
+                         confidence=None, scores={}, duration=1.0, modality_timelines={"speech": face})
+    # retention takes the face timeline with its record; nothing of it is left behind
+    assert store.purge_expired(now=NOW)["records"] == 1
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM modality_timelines")).scalar() == 0
+        assert connection.execute(text("SELECT COUNT(*) FROM timelines")).scalar() == 1  # call.wav's
+    store.delete_audio("call.wav")
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM timelines")).scalar() == 0
+
+
+def test_a_database_made_before_video_gains_the_face_table(tmp_path):
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = ResultStore(url)
+    add(old, "a", "angry")
+    with old.engine.begin() as connection:
+        connection.execute(text("DROP TABLE modality_timelines"))  # as a database made before video was
+    old.close()
+    store = ResultStore(url)
+    assert [r["timelines"] for r in store.records()] == [{"speech": "/records/1/timeline"}]
+    made = store.add_record(audio_id="b", channel="c", source="upload", model_id="m", granularity="frame",
+                            label="angry", confidence=0.9, scores={"angry": 0.9}, duration=1.0,
+                            timeline=(np.array([0.1]), np.array([[1.0]])), classes=["angry"],
+                            modality_timelines={"face": (np.array([0.1]), np.array([[1.0]]))})
+    assert store.timeline(made["id"], "face")["scores"] == [[1.0]]

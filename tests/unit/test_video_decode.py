@@ -7,7 +7,7 @@ import resource
 import numpy as np
 import pytest
 
-from mmemo.video.decode import VideoError, read_video, video_seconds
+from mmemo.video.decode import VideoError, has_video, read_video, video_seconds
 from mmemo.video.track import VideoOptions
 from tests.conftest import tone, write_wav
 from tests.video_media import moving_frames, write_video
@@ -72,6 +72,24 @@ def test_bad_files_get_one_clear_error_naming_the_file(tmp_path, make, reason):
     with pytest.raises(VideoError, match=reason) as error:
         read_video(path, key="utt1")
     assert str(path) in str(error.value) and "utt1" in str(error.value)
+
+
+def test_cover_art_is_not_a_video_stream(tmp_path, clip):
+    """An mp3 with an album cover has a one-picture "video" stream: it is audio, not a still face."""
+    import subprocess
+
+    from PIL import Image
+
+    wav = write_wav(tmp_path / "voice.wav", tone(1.0))
+    Image.fromarray(moving_frames(1, 64, 64)[0]).save(tmp_path / "cover.jpg")
+    covered = tmp_path / "voice.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-i", str(tmp_path / "cover.jpg"),
+                    "-map", "0", "-map", "1", "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(covered)],
+                   check=True)
+    assert not has_video(covered) and video_seconds(covered) is None
+    with pytest.raises(VideoError, match="cover art"):
+        read_video(covered)
+    assert has_video(clip) and not has_video(wav)
 
 
 def test_truncated_file_keeps_what_decoded_or_names_the_file(tmp_path, clip):

@@ -102,9 +102,19 @@ function renderResult(body) {
     bars.appendChild(row);
   });
   const timeline = prediction.timeline;
+  const face = prediction.face_timeline;
   if (timeline) {
-    drawTimeline($("timeline-canvas"), timeline.times, timeline.scores, timeline.classes, alerts);
+    drawTimeline($("timeline-canvas"), timeline.times, timeline.scores, timeline.classes, alerts,
+                 prediction.duration);
     drawLegend($("timeline-legend"), timeline.classes);
+  }
+  // a video model's upload: the face's own reading over time, on the audio's time axis
+  $("timeline-modality").textContent = face ? " (audio)" : "";
+  $("face-timeline").hidden = !face;
+  if (face) {
+    drawTimeline($("face-canvas"), face.times, face.scores, face.classes, [], prediction.duration);
+    const seconds = face.times.length ? face.times[face.times.length - 1] : 0;
+    $("face-meta").textContent = `${face.times.length} frames with a face, up to ${seconds.toFixed(1)} s`;
   }
   renderAlertItems($("result-alerts"), alerts);
 }
@@ -288,7 +298,13 @@ async function showRecordTimeline(record) {
     const timeline = await api(record.timeline);
     $("history-detail").hidden = false;
     $("history-detail-id").textContent = record.audio_id;
-    drawTimeline($("history-canvas"), timeline.times, timeline.scores, timeline.classes, []);
+    drawTimeline($("history-canvas"), timeline.times, timeline.scores, timeline.classes, [], record.duration);
+    const faceUrl = (record.timelines || {}).face;
+    $("history-face").hidden = !faceUrl;
+    if (faceUrl) {
+      const face = await api(faceUrl);
+      drawTimeline($("history-face-canvas"), face.times, face.scores, face.classes, [], record.duration);
+    }
   } catch (error) { showError(error.message); }
 }
 

@@ -38,11 +38,13 @@ function drawAxes(ctx, box, yMax, yTicks, xLabel) {
   if (xLabel) ctx.fillText(xLabel, box.x + box.w - ctx.measureText(xLabel).width, box.y + box.h + 26);
 }
 
-// Frame timeline: one line per class, x = seconds, y = probability. `marks` shades alert windows.
-function drawTimeline(canvas, times, scores, classes, marks) {
+// Frame timeline: one line per class, x = seconds, y = probability. `marks` shades alert windows;
+// `span` (s, optional) fixes the x axis, so the audio's and the face's timelines of a clip line up.
+function drawTimeline(canvas, times, scores, classes, marks, span) {
   const ctx = clearCanvas(canvas);
   const box = {x: 34, y: 8, w: canvas.width - 44, h: canvas.height - 40};
-  const tMax = times.length ? Math.max(times[times.length - 1] + 0.01, 0.1) : 1;
+  const last = times.length ? times[times.length - 1] + 0.01 : 0;
+  const tMax = Math.max(span || 0, last, times.length ? 0.1 : 1);
   for (const mark of marks || []) {
     ctx.fillStyle = "rgba(214, 39, 40, 0.12)";
     const x0 = box.x + (box.w * mark.start) / tMax;
