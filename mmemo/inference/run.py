@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mmemo.arguments import option, optional_dbfs
 from mmemo.data.audio import SILENCE_DBFS
-from mmemo.errors import InvalidInput
+from mmemo.errors import InvalidInput, MediaError
 from mmemo.inference.outputs import render_predictions, save_embeddings, write_text
 from mmemo.inference.predictions import Prediction
 from mmemo.inference.predictor import BATCH_SECONDS, BATCH_SIZE, MAX_SECONDS, Predictor
@@ -63,6 +63,20 @@ class PredictOptions:
     device: str = option("cpu", help="torch device")
     use_text: bool = option(True, flag="--no-text", help="ignore manifest transcripts")
     progress: bool = option(True, help="no progress bar")
+    # long recordings (docs/long_recordings.md)
+    segments: str = option("none", choices=("none", "vad"),
+                           help="vad: cut each input into speech segments and score each (long recordings)")
+    diarize: bool = option(False, help="with --segments vad: find who speaks when (speaker turns, RTTM)")
+    num_speakers: int | None = option(None, help="with --diarize: the number of speakers (default: estimated)")
+    asr: str | None = option(None, metavar="WHISPER", help="with --segments vad: transcribe each segment with this "
+                                                           "Whisper model (name, .pt, HF or CTranslate2 folder)")
+    asr_language: str | None = option("en", help="the ASR language (multilingual models; 'auto': detect)")
+    asr_cache: Path = option(Path("cache/transcripts"), help="segment transcripts cached here by model fingerprint")
+    vad_threshold: float = option(0.5, help="speech probability threshold")
+    min_speech: float = option(0.25, help="shortest speech segment kept, seconds")
+    min_silence: float = option(0.3, help="shortest pause that ends a segment, seconds")
+    vad_padding: float = option(0.1, help="seconds added on each side of a segment")
+    max_segment: float = option(20.0, help="longer segments are split at their quietest point, seconds")
 
 
 def predict(paths: list[str | Path], options: PredictOptions | None = None, **changes) -> PredictSummary:
@@ -77,6 +91,10 @@ def predict(paths: list[str | Path], options: PredictOptions | None = None, **ch
         raise InvalidInput("nothing to predict: give audio files, folders or manifests")
     predictor = Predictor.from_source(o.model, o.device, batch_size=o.batch_size, batch_seconds=o.batch_seconds,
                                       max_seconds=o.max_seconds, silence_dbfs=o.silence_dbfs)
+    if o.segments == "vad":
+        return predict_long(paths, o, predictor)
+    if o.diarize or o.asr:
+        raise InvalidInput("--diarize and --asr work on speech segments: add --segments vad")
     predictions = predictor.predict_files(paths, granularity=o.granularity, embeddings=o.embeddings_dir is not None,
                                           smooth=o.smooth, progress=o.progress, audio_root=o.audio_root,
                                           use_text=o.use_text)
@@ -88,3 +106,42 @@ def predict(paths: list[str | Path], options: PredictOptions | None = None, **ch
         output = write_text(text, o.out)
     index = save_embeddings(predictions, o.embeddings_dir, predictor.model_id) if o.embeddings_dir else None
     return PredictSummary(predictions, output, index)
+
+
+def predict_long(paths: list[str | Path], o: PredictOptions, predictor: Predictor) -> PredictSummary:
+    """``--segments vad``: each input file through VAD (+ diarization, + ASR) and the model per segment.
+
+    With ``--out DIR``, each input writes ``<stem>.json``, ``<stem>.segments.csv`` and ``<stem>.rttm``
+    there; without it, one JSON document per input goes to stdout. A failing input is reported and
+    the others go on.
+    """
+    import json
+
+    from mmemo.inference.inputs import collect_inputs
+    from mmemo.longform.outputs import write_long_form
+    from mmemo.longform.pipeline import LongFormOptions, LongFormPipeline
+    from mmemo.longform.vad import VadOptions
+
+    vad = VadOptions(threshold=o.vad_threshold, min_speech=o.min_speech, min_silence=o.min_silence,
+                     padding=o.vad_padding, max_segment=min(o.max_segment, o.max_seconds))
+    pipeline = LongFormPipeline(predictor, LongFormOptions(
+        vad=vad, diarize=o.diarize, num_speakers=o.num_speakers, asr=o.asr,
+        asr_language=None if (o.asr_language or "").lower() == "auto" else o.asr_language,
+        asr_cache=str(o.asr_cache), granularity=o.granularity, smooth=o.smooth))
+    predictions: list[Prediction] = []
+    for item in collect_inputs(paths, o.audio_root):
+        if item.error is not None or item.path is None:
+            predictions.append(Prediction.failed(item.audio_id, item.error or "no file", None))
+            continue
+        try:
+            result = pipeline.run(item.path, item.audio_id, progress=o.progress)
+        except (InvalidInput, MediaError) as error:
+            predictions.append(Prediction.failed(item.audio_id, str(error), str(item.path)))
+            continue
+        if o.out is None:
+            sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            write_long_form(result, o.out)
+        predictions.append(Prediction(item.audio_id, None, None, {}, result.duration,
+                                      path=str(item.path)))
+    return PredictSummary(predictions, o.out, None)

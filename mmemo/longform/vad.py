@@ -1,0 +1,139 @@
+"""Voice activity: a long recording becomes speech segments (Silero VAD, the model its package ships).
+
+The file is read block by block (:func:`~mmemo.data.audio.iter_audio_blocks`) and the model runs
+on its 32 ms windows with its recurrent state carried across blocks, so memory holds one block
+and two numbers per window (speech probability, energy) whatever the recording's length. Silero's
+own hysteresis turns probabilities into segments (minimum speech / silence, padding); a segment
+longer than ``max_segment`` (the emotion model's and Whisper's useful length) is then split at its
+quietest window, so no cut falls in the middle of a word when a pause exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmemo.data.audio import SAMPLE_RATE, iter_audio_blocks
+from mmemo.errors import InvalidInput
+
+#: Silero's window at 16 kHz (32 ms).
+WINDOW = 512
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Segmentation settings (``--vad-*`` on the command line); defaults follow Silero's, with a
+    longer minimum silence so a breath inside a sentence does not split it."""
+
+    threshold: float = 0.5
+    min_speech: float = 0.25     # s: shorter bursts are dropped
+    min_silence: float = 0.3     # s: shorter pauses do not end a segment
+    padding: float = 0.1         # s added on each side (clipped to the neighbours and the file)
+    max_segment: float = 20.0    # s: longer segments are split at their quietest point
+
+    def __post_init__(self):
+        checks = {"threshold": 0 < self.threshold < 1, "min_speech": self.min_speech >= 0,
+                  "min_silence": self.min_silence >= 0, "padding": self.padding >= 0,
+                  "max_segment": self.max_segment >= 1.0}
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
+                raise InvalidInput(f"VAD option {name}={value!r} is out of range "
+                                   "(threshold in (0, 1), durations >= 0 s, max_segment >= 1 s)")
+
+
+@dataclass
+class VoiceActivity:
+    """What the VAD saw: one probability and one RMS energy per 32 ms window, and the file's length."""
+
+    probs: np.ndarray
+    energy: np.ndarray
+    seconds: float
+
+    @property
+    def window_seconds(self) -> float:
+        return WINDOW / SAMPLE_RATE
+
+
+class SileroVad:
+    """The Silero VAD network (JIT, from the ``silero-vad`` package), one instance per thread."""
+
+    name = "silero"
+
+    def __init__(self, options: VadOptions | None = None):
+        from silero_vad import load_silero_vad
+
+        self.options = options or VadOptions()
+        self.model = load_silero_vad(onnx=False)
+        self.model.eval()
+
+    def activity(self, path: str | Path, *, key: str | None = None, block_seconds: float = 60.0) -> VoiceActivity:
+        """Speech probability per window over the whole file, read block by block."""
+        self.model.reset_states()
+        probs: list[np.ndarray] = []
+        energy: list[np.ndarray] = []
+        pending = np.zeros(0, np.float32)
+        samples = 0
+        with torch.inference_mode():
+            for block in iter_audio_blocks(path, block_seconds=block_seconds, key=key):
+                samples += len(block)
+                pending = np.concatenate([pending, block])
+                usable = len(pending) - len(pending) % WINDOW
+                if usable:
+                    self._score(pending[:usable], probs, energy)
+                    pending = pending[usable:]
+            if len(pending):
+                self._score(np.pad(pending, (0, WINDOW - len(pending))), probs, energy)
+        return VoiceActivity(np.concatenate(probs) if probs else np.zeros(0, np.float32),
+                             np.concatenate(energy) if energy else np.zeros(0, np.float32), samples / SAMPLE_RATE)
+
+    def _score(self, wave: np.ndarray, probs: list, energy: list) -> None:
+        windows = wave.reshape(-1, WINDOW)
+        energy.append(np.sqrt(np.mean(windows.astype(np.float64) ** 2, axis=1)).astype(np.float32))
+        tensor = torch.from_numpy(np.ascontiguousarray(windows))
+        probs.append(np.array([float(self.model(tensor[i: i + 1], SAMPLE_RATE)) for i in range(len(windows))],
+                              dtype=np.float32))
+
+    def segments(self, path: str | Path, *, key: str | None = None) -> list[tuple[float, float]]:
+        """Speech segments ``(start, end)`` in seconds, in order, none longer than ``max_segment``."""
+        return segments_of(self.activity(path, key=key), self.options)
+
+
+def segments_of(activity: VoiceActivity, options: VadOptions) -> list[tuple[float, float]]:
+    """Silero's hysteresis over the probabilities, then long segments split at low energy."""
+    from silero_vad import get_speech_timestamps_from_probs
+
+    if not len(activity.probs):
+        return []
+    found = get_speech_timestamps_from_probs(
+        activity.probs.tolist(), sampling_rate=SAMPLE_RATE, threshold=options.threshold,
+        min_speech_duration_ms=int(options.min_speech * 1000), min_silence_duration_ms=int(options.min_silence * 1000),
+        speech_pad_ms=int(options.padding * 1000), audio_length_samples=int(round(activity.seconds * SAMPLE_RATE)),
+        return_seconds=False)
+    spans = [(f["start"] / SAMPLE_RATE, min(f["end"] / SAMPLE_RATE, activity.seconds)) for f in found]
+    out: list[tuple[float, float]] = []
+    for start, end in spans:
+        out += split_long(start, end, activity.energy, activity.window_seconds, options.max_segment)
+    return [(round(s, 3), round(e, 3)) for s, e in out if e > s]
+
+
+def split_long(start: float, end: float, energy: np.ndarray, window: float, limit: float) -> list[tuple[float, float]]:
+    """Cut ``[start, end)`` into pieces of at most ``limit`` s, each cut at the quietest window of the
+    last half of the allowed span (so pieces stay at least half the limit long)."""
+    pieces = []
+    while end - start > limit:
+        lo, hi = int((start + limit / 2) / window), int((start + limit) / window)
+        hi = min(hi, len(energy))
+        if hi <= lo:
+            cut = start + limit
+        else:
+            cut = (lo + int(np.argmin(energy[lo:hi])) + 0.5) * window
+            cut = min(max(cut, start + window), start + limit)
+        pieces.append((start, cut))
+        start = cut
+    pieces.append((start, end))
+    return pieces
