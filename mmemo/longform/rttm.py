@@ -67,8 +67,8 @@ def read_rttm(path: str | Path, kind: str | None = None) -> list[Span]:
             if kind is not None and fields[0] != kind:
                 continue
             if len(fields) < 8:
-                raise InvalidInput(f"{path}:{number}: an RTTM line has 10 fields "
-                                   f"(type file channel start duration ortho subtype name conf slat), got {len(fields)}")
+                raise InvalidInput(f"{path}:{number}: an RTTM line has 10 fields (type file channel start "
+                                   f"duration ortho subtype name conf slat), got {len(fields)}")
             try:
                 start, duration = float(fields[3]), float(fields[4])
             except ValueError:

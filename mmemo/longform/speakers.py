@@ -4,7 +4,8 @@
 :class:`EmbeddingDiarizer` embeds sliding 1.6 s windows inside each VAD segment with Resemblyzer's
 pretrained GE2E encoder (its package ships the weights), clusters them spectrally (the d-vector
 recipe of Wang et al. 2018, with the auto-tuned graph of NME-SC) into a known or an estimated
-number of speakers, and turns window labels into turns with a majority vote per 10 ms frame. A pyannote-style pipeline fits the same interface.
+number of speakers, and turns window labels into turns with a majority vote per 10 ms frame.
+A pyannote-style pipeline fits the same interface.
 """
 
 from __future__ import annotations
