@@ -10,6 +10,7 @@ A pyannote-style pipeline fits the same interface.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -118,7 +119,9 @@ def cluster(embeddings: np.ndarray, num_speakers: int | None, max_speakers: int 
     speakers = min(num_speakers or estimated, count)
     if speakers == 1:
         return np.zeros(count, int)
-    labels = SpectralClustering(speakers, affinity="precomputed", random_state=0).fit_predict(graph)
+    with warnings.catch_warnings():  # a disconnected graph is well-separated speakers, not a problem
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        labels = SpectralClustering(speakers, affinity="precomputed", random_state=0).fit_predict(graph)
     rank = {label: r for r, label in enumerate(dict.fromkeys(labels.tolist()))}
     return np.array([rank[label] for label in labels.tolist()], int)
 
