@@ -68,8 +68,9 @@ class PredictOptions:
                            help="vad: cut each input into speech segments and score each (long recordings)")
     diarize: bool = option(False, help="with --segments vad: find who speaks when (speaker turns, RTTM)")
     num_speakers: int | None = option(None, help="with --diarize: the number of speakers (default: estimated)")
-    asr: str | None = option(None, metavar="WHISPER", help="with --segments vad: transcribe each segment with this "
-                                                           "Whisper model (name, .pt, HF or CTranslate2 folder)")
+    asr: str | None = option(None, metavar="WHISPER", help="transcribe each input (each segment with --segments "
+                                                           "vad) with this Whisper model (name, .pt, HF or "
+                                                           "CTranslate2 folder); the transcript feeds a text branch")
     asr_language: str | None = option("en", help="the ASR language (multilingual models; 'auto': detect)")
     asr_cache: Path = option(Path("cache/transcripts"), help="segment transcripts cached here by model fingerprint")
     vad_threshold: float = option(0.5, help="speech probability threshold")
@@ -93,11 +94,16 @@ def predict(paths: list[str | Path], options: PredictOptions | None = None, **ch
                                       max_seconds=o.max_seconds, silence_dbfs=o.silence_dbfs)
     if o.segments == "vad":
         return predict_long(paths, o, predictor)
-    if o.diarize or o.asr:
-        raise InvalidInput("--diarize and --asr work on speech segments: add --segments vad")
-    predictions = predictor.predict_files(paths, granularity=o.granularity, embeddings=o.embeddings_dir is not None,
-                                          smooth=o.smooth, progress=o.progress, audio_root=o.audio_root,
-                                          use_text=o.use_text)
+    if o.diarize:
+        raise InvalidInput("--diarize works on speech segments: add --segments vad")
+    if o.asr:
+        predictions = predictor.predict_items(transcribed_inputs(paths, o), granularity=o.granularity,
+                                              embeddings=o.embeddings_dir is not None, smooth=o.smooth,
+                                              progress=o.progress)
+    else:
+        predictions = predictor.predict_files(paths, granularity=o.granularity,
+                                              embeddings=o.embeddings_dir is not None, smooth=o.smooth,
+                                              progress=o.progress, audio_root=o.audio_root, use_text=o.use_text)
     text = render_predictions(predictions, o.fmt, predictor.classes)
     if o.out is None:
         sys.stdout.write(text)
@@ -145,3 +151,26 @@ def predict_long(paths: list[str | Path], o: PredictOptions, predictor: Predicto
         predictions.append(Prediction(item.audio_id, None, None, {}, result.duration,
                                       path=str(item.path)))
     return PredictSummary(predictions, o.out, None)
+
+
+def transcribed_inputs(paths: list[str | Path], o: PredictOptions) -> list:
+    """Inputs whose text is Whisper's transcript of their first 30 s (``--asr`` without segments)."""
+    import dataclasses
+
+    from mmemo.data.audio import load_audio
+    from mmemo.inference.inputs import collect_inputs
+    from mmemo.longform.transcripts import SegmentTranscriber
+
+    transcriber = SegmentTranscriber(o.asr, language=None if (o.asr_language or "").lower() == "auto"
+                                     else o.asr_language, cache_dir=o.asr_cache)
+    items = []
+    for item in collect_inputs(paths, o.audio_root):
+        if item.error is None and item.path is not None:
+            try:
+                wave = load_audio(item.path, start=item.start, end=item.end, max_seconds=30.0).wave
+            except MediaError:
+                items.append(item)  # the predictor reports the file's problem
+                continue
+            item = dataclasses.replace(item, text=transcriber.transcribe(wave, item.start or 0.0)["text"])
+        items.append(item)
+    return items

