@@ -187,9 +187,39 @@ def _add_monitor_parser(sub) -> None:
     from mmemo.monitor.settings import MonitorSettings
 
     monitor = sub.add_parser("monitor", help="emotion monitor service: HTTP/WebSocket API, alert rules, web UI")
-    serve = monitor.add_subparsers(dest="monitor_command", required=True).add_parser(
-        "serve", help="run the monitor (docs/monitor.md)")
+    commands = monitor.add_subparsers(dest="monitor_command", required=True)
+    serve = commands.add_parser("serve", help="run the monitor (docs/monitor.md)")
     add_options(serve, MonitorSettings)
+    backtest = commands.add_parser("backtest", help="replay annotated recordings through alert rules: precision, "
+                                                    "recall and latency per rule (docs/long_recordings.md)")
+    backtest.add_argument("data", nargs="+", help="recordings: RTTM files with EMOTION lines (audio beside them, "
+                                                  "same stem), their audio files, or folders of them")
+    backtest.add_argument("--rules", required=True, help="the rules file to evaluate")
+    backtest.add_argument("--model", required=True, help="mmemo checkpoint, FunASR emotion2vec(+) folder or hub id")
+    backtest.add_argument("--sweep", default=None, help="threshold=START:STOP:STEP or duration=V1,V2,...: "
+                                                        "evaluate every rule over the grid and plot the trade-off")
+    backtest.add_argument("--asr", default=None, help="Whisper model transcribing each segment (text branches)")
+    backtest.add_argument("--tolerance", type=float, default=1.0, help="seconds after an event an alert still hits it")
+    backtest.add_argument("--merge-gap", type=float, default=1.0, help="reference spans closer than this are one event")
+    backtest.add_argument("--out", default="backtest", help="folder for backtest.json/.csv and the plot")
+    backtest.add_argument("--device", default="cpu")
+
+
+def cmd_monitor_backtest(args: argparse.Namespace) -> None:
+    from mmemo.inference.predictor import Predictor
+    from mmemo.longform.pipeline import LongFormOptions, LongFormPipeline
+    from mmemo.monitor.backtest import backtest, find_recordings, parse_sweep, render, score_recordings, write_report
+
+    sweep = parse_sweep(args.sweep) if args.sweep else None
+    pairs = find_recordings(args.data)
+    predictor = Predictor.from_source(args.model, args.device)
+    pipeline = LongFormPipeline(predictor, LongFormOptions(asr=args.asr, granularity="frame"))
+    recordings = score_recordings(pairs, pipeline, list(predictor.classes))
+    rows = backtest(args.rules, recordings, list(predictor.classes), sweep=sweep, tolerance=args.tolerance,
+                    merge_gap=args.merge_gap)
+    print(render(rows))
+    for path in write_report(rows, args.out, sweep):
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -328,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
                 ("data", "prepare"): cmd_data_prepare, ("data", "folds"): cmd_data_folds}
     handlers |= {("sweep", "wandb"): cmd_sweep_wandb, ("sweep", "job"): cmd_sweep_job}
     handlers |= {"predict": cmd_predict}
-    handlers |= {("monitor", "serve"): cmd_monitor_serve}
+    handlers |= {("monitor", "serve"): cmd_monitor_serve, ("monitor", "backtest"): cmd_monitor_backtest}
     key = {"data": ("data", getattr(args, "data_command", None)),
            "sweep": ("sweep", getattr(args, "sweep_command", None)),
            "monitor": ("monitor", getattr(args, "monitor_command", None))}.get(args.command, args.command)

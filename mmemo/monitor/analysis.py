@@ -51,6 +51,19 @@ def load_predictor(settings: MonitorSettings):
     return Predictor.from_source(settings.model, device=settings.device, **options)
 
 
+def _mailer(settings: MonitorSettings):
+    """The SMTP sender of e-mail actions, or None without --smtp-host (such deliveries dead-letter)."""
+    if not settings.smtp_host:
+        return None
+    import os
+
+    from mmemo.monitor.delivery import smtp_mailer
+    from mmemo.monitor.settings import SMTP_PASSWORD_ENV
+
+    return smtp_mailer(settings.smtp_host, settings.smtp_port, settings.smtp_from, user=settings.smtp_user,
+                       password=os.environ.get(SMTP_PASSWORD_ENV), starttls=settings.smtp_starttls)
+
+
 def _default_stream_factory(predictor, settings: MonitorSettings):
     """``factory(sample_format)`` -> a StreamSession reading that PCM format."""
     from mmemo.inference.stream import StreamSession
@@ -79,7 +92,7 @@ class Monitor:
         self.engine = AlertEngine(lambda: self.rules_file.ruleset, self.classes, self.store.last_firings())
         self.dispatcher = AlertDispatcher(self.store, transport, clock=clock,
                                           backoff_scale=settings.webhook_backoff_scale,
-                                          allowed_hosts=settings.webhook_allow_hosts)
+                                          allowed_hosts=settings.webhook_allow_hosts, mailer=_mailer(settings))
         #: At most this many uploads are decoded at once: the decode peak stays bounded under load.
         self._decoding = threading.BoundedSemaphore(settings.max_concurrent_decodes)
         self.batcher = PredictionBatcher(predictor, max_batch=settings.batch_size,
@@ -189,6 +202,14 @@ class Monitor:
             period = max(prediction.duration, 1e-3)
             times = np.array([period / 2])
             probs = np.array([[prediction.scores[c] for c in self.classes]])
+        mask = self.rules_file.ruleset.mask(self.classes)
+        if mask is not None:  # the rules file watches a subset of the model's classes
+            probs = mask(probs)
+            masked = mask(np.array([prediction.scores[c] for c in self.classes]))
+            prediction.scores = {c: float(v) for c, v in zip(self.classes, masked)}
+            prediction.label, prediction.confidence = self.classes[int(masked.argmax())], float(masked.max())
+            if timeline is not None:
+                timeline.scores = probs
         session = self.engine.session(channel, audio_id, period, start_time=received)
         alerts = self._raise_alerts(session.feed(times, probs))
         face = getattr(prediction, "face_timeline", None)
@@ -278,6 +299,9 @@ class LiveStream:
     def _frames(self, times, probs) -> dict:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         probs = np.asarray(probs, dtype=np.float64).reshape(len(times), len(self.monitor.classes))
+        mask = self.monitor.rules_file.ruleset.mask(self.monitor.classes)
+        if mask is not None:
+            probs = mask(probs)
         alerts = self.monitor._raise_alerts(self.rules.feed(times, probs)) if len(times) else []
         self.alert_ids += [a["id"] for a in alerts]
         if len(times):

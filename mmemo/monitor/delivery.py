@@ -25,6 +25,14 @@ from collections.abc import Callable, Collection
 from mmemo.monitor.destinations import DestinationError, check_resolved
 from mmemo.monitor.rules import Action
 from mmemo.monitor.store import ResultStore
+from mmemo.monitor.templates import TemplateProblem, render_payload, render_text
+
+
+def email_body(alert: dict) -> str:
+    return "\n".join([f"Rule: {alert['rule']} ({alert['priority']})", f"Channel: {alert['channel']}",
+                      f"Audio: {alert['audio_id']}, {alert['start']:.1f}-{alert['end']:.1f} s",
+                      f"Score: {alert['score']:.3f} (threshold {alert['threshold']:g})",
+                      f"Condition: {alert.get('description', '')}", "", "-- mmemo monitor"])
 
 log = logging.getLogger("mmemo.monitor.alerts")
 
@@ -51,6 +59,30 @@ def action_spec(action: Action) -> dict:
             "headers": dict(action.headers)}
 
 
+#: ``mailer(recipients, subject, body)``; raises on failure.
+Mailer = Callable[[list, str, str], None]
+
+
+def smtp_mailer(host: str, port: int = 25, sender: str = "mmemo@localhost", *, user: str | None = None,
+                password: str | None = None, starttls: bool = False, timeout: float = 30.0) -> Mailer:
+    """Plain SMTP (optionally STARTTLS and login); the password is never logged."""
+    import smtplib
+    from email.message import EmailMessage
+
+    def send(recipients: list, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = sender, ", ".join(recipients), subject
+        message.set_content(body)
+        with smtplib.SMTP(host, port, timeout=timeout) as server:
+            if starttls:
+                server.starttls()
+            if user:
+                server.login(user, password or "")
+            server.send_message(message)
+
+    return send
+
+
 class AlertDispatcher:
     """Runs each alert's actions; one worker thread sends the stored webhook deliveries.
 
@@ -60,9 +92,10 @@ class AlertDispatcher:
 
     def __init__(self, store: ResultStore, transport: Transport | None = None, *,
                  clock: Callable[[], float] = time.time,
-                 backoff_scale: float = 1.0, allowed_hosts: Collection[str] = ()):
+                 backoff_scale: float = 1.0, allowed_hosts: Collection[str] = (), mailer: Mailer | None = None):
         self.store = store
         self._transport = transport
+        self.mailer = mailer
         self.clock = clock
         self.backoff_scale = backoff_scale
         self.allowed_hosts = tuple(allowed_hosts)
@@ -103,10 +136,21 @@ class AlertDispatcher:
                 log.log(level, "ALERT %s [%s] channel=%s audio=%s %.2f-%.2f s score=%.3f (%s)", alert["rule"],
                         alert["priority"], alert["channel"], alert["audio_id"], alert["start"], alert["end"],
                         alert["score"], alert.get("description", ""))
-            elif action.type == "webhook":
+            elif action.type in ("webhook", "email"):
                 key = uuid.uuid4().hex
-                payload = {"event": "mmemo.alert", "alert_id": alert_id, "idempotency_key": key, **alert}
-                self.store.add_delivery(alert_id=alert_id, url=action.url, action=action_spec(action),
+                event = {"alert_id": alert_id, **alert}
+                try:
+                    if action.type == "webhook":
+                        url = action.url
+                        payload = render_payload(action.template, event) if action.template else \
+                            {"event": "mmemo.alert", "idempotency_key": key, **event}
+                    else:
+                        url = "mailto:" + ",".join(action.to)
+                        payload = {"subject": render_text(action.subject, event), "body": email_body(event)}
+                except TemplateProblem as error:  # validated at load; a value outside the sample's shape
+                    log.error("alert %s: %s action not sent: %s", alert["rule"], action.type, error)
+                    continue
+                self.store.add_delivery(alert_id=alert_id, url=url, action=action_spec(action),
                                         payload=payload, key=key, due=self.clock())
                 self.start()
                 self._wake.set()
@@ -140,9 +184,16 @@ class AlertDispatcher:
         attempt = delivery["attempts"] + 1
         total = int(action["retries"]) + 1
         try:
-            check_resolved(delivery["url"], self.allowed_hosts)
-            status = self.transport(delivery["url"], delivery["payload"], headers, float(action["timeout"]))
-            error = "" if 200 <= status < 300 else f"HTTP {status}"
+            if delivery["url"].startswith("mailto:"):
+                if self.mailer is None:
+                    raise DestinationError("no SMTP server configured (--smtp-host)")
+                payload = delivery["payload"]
+                self.mailer(delivery["url"][len("mailto:"):].split(","), payload["subject"], payload["body"])
+                error = ""
+            else:
+                check_resolved(delivery["url"], self.allowed_hosts)
+                status = self.transport(delivery["url"], delivery["payload"], headers, float(action["timeout"]))
+                error = "" if 200 <= status < 300 else f"HTTP {status}"
         except DestinationError as refused:
             error, total = f"refused: {refused}", attempt  # never retried
         except Exception as exc:  # network errors, timeouts

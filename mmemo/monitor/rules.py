@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import logging
 import math
+import re
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from typing import Any
 
 from mmemo.errors import UserError
 from mmemo.monitor.destinations import check_url
+from mmemo.monitor.templates import DEFAULT_SUBJECT, TemplateProblem, check_payload_template, check_template
 from mmemo.textfiles import TextFileError, loads_yaml, read_text
 
 log = logging.getLogger(__name__)
@@ -30,16 +32,22 @@ log = logging.getLogger(__name__)
 PRIORITIES = ("low", "medium", "high", "critical")
 RULE_TYPES = ("threshold", "combination")
 AGGREGATES = ("min", "mean")
-ACTION_TYPES = ("log", "webhook")
+ACTION_TYPES = ("log", "webhook", "email")
 #: A rules file larger than this is not a rules file.
 MAX_RULES_BYTES = 1 << 20
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_EMAIL = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
 
 _RULE_FIELDS = {"name", "type", "emotion", "emotions", "threshold", "duration", "aggregate", "channels",
                 "priority", "cooldown", "actions", "enabled", "description"}
 _DEFAULT_FIELDS = {"duration", "aggregate", "channels", "priority", "cooldown", "actions"}
 _ACTION_FIELDS = {"log": {"type", "level"},
-                  "webhook": {"type", "url", "retries", "backoff", "timeout", "headers"}}
+                  "webhook": {"type", "url", "retries", "backoff", "timeout", "headers", "template"},
+                  "email": {"type", "to", "subject", "retries", "backoff"}}
+#: The simpler rule style monitoring users already write (``emotion``, ``threshold``, ``duration_sec``,
+#: ``action``), converted on load with a note in the log.
+_SIMPLE_FIELDS = {"name", "emotion", "threshold", "duration_sec", "action", "url", "webhook_url", "to",
+                  "cooldown_sec", "channel", "priority", "enabled"}
 
 
 class RulesError(UserError, ValueError):
@@ -58,6 +66,9 @@ class Action:
     type: str
     level: str = "warning"  # log
     url: str = ""  # webhook
+    template: str = ""  # webhook: a built-in chat payload (slack, teams, discord, mattermost) or a Jinja2 template
+    to: tuple[str, ...] = ()  # email recipients
+    subject: str = ""  # email subject template
     retries: int = 3  # attempts after the first one
     backoff: float = 1.0  # seconds before the first retry; doubled each time
     timeout: float = 5.0
@@ -101,6 +112,24 @@ class RuleSet:
     rules: list[Rule]
     source: str = "<memory>"
     digest: str = ""
+    #: The model's classes this deployment watches (``classes:`` in the file): scores are restricted
+    #: to them and renormalised before rules run (None: every class).
+    classes: tuple[str, ...] | None = None
+
+    def mask(self, classes: Sequence[str]):
+        """A function restricting [..., C] probabilities to ``self.classes`` (renormalised), or None."""
+        if not self.classes:
+            return None
+        import numpy as np
+
+        keep = np.array([c in self.classes for c in classes], dtype=bool)
+
+        def apply(probs):
+            probs = np.asarray(probs, dtype=np.float64) * keep
+            total = probs.sum(axis=-1, keepdims=True)
+            return np.divide(probs, total, out=np.zeros_like(probs), where=total > 0)
+
+        return apply
 
     def for_channel(self, channel: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.applies_to(channel)]
@@ -127,7 +156,14 @@ class RuleSet:
                 log.info("default rule %r skipped: it does not fit this model (%s)", rule.name, problem)
                 continue
             fitted.append(replace(rule, emotions=tuple(known[e.lower()] for e in rule.emotions)))
-        return RuleSet(fitted, self.source, self.digest)
+        watched = None
+        if self.classes:
+            unknown = [c for c in self.classes if c.lower() not in known]
+            if unknown:
+                raise RulesError(f"{self.source}: 'classes' lists {unknown[0]!r}, not a class of the model "
+                                 f"(classes: {', '.join(classes)})")
+            watched = tuple(known[c.lower()] for c in self.classes)
+        return RuleSet(fitted, self.source, self.digest, watched)
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -165,6 +201,22 @@ def _parse_action(raw: Any, source: str, where: str, index: int, allowed_hosts: 
                     f"unknown for a {kind} action (allowed: {', '.join(sorted(_ACTION_FIELDS[kind]))})")
     if kind == "log":
         return Action("log", level=_choice(raw.get("level", "warning"), LOG_LEVELS, source, where, f"{name}.level"))
+    retries = raw.get("retries", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
+        raise _fail(source, where, f"{name}.retries", f"must be an integer in [0, 20], got {retries!r}")
+    if kind == "email":
+        to = raw.get("to")
+        to = [to] if isinstance(to, str) else to
+        if not isinstance(to, list) or not to or not all(isinstance(a, str) and _EMAIL.fullmatch(a) for a in to):
+            raise _fail(source, where, f"{name}.to",
+                        f"must be an e-mail address or a list of them, got {raw.get('to')!r}")
+        subject = raw.get("subject", DEFAULT_SUBJECT)
+        try:
+            check_template(subject)
+        except TemplateProblem as error:
+            raise _fail(source, where, f"{name}.subject", str(error)) from None
+        return Action("email", to=tuple(to), subject=subject, retries=retries,
+                      backoff=_number(raw.get("backoff", 1.0), source, where, f"{name}.backoff", 0.0, 3600.0))
     url = raw.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise _fail(source, where, f"{name}.url", f"must be an http:// or https:// URL, got {url!r}")
@@ -172,22 +224,59 @@ def _parse_action(raw: Any, source: str, where: str, index: int, allowed_hosts: 
         check_url(url, allowed_hosts)
     except ValueError as error:  # DestinationError, or a malformed URL (bad port, brackets)
         raise _fail(source, where, f"{name}.url", str(error)) from None
-    retries = raw.get("retries", 3)
-    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
-        raise _fail(source, where, f"{name}.retries", f"must be an integer in [0, 20], got {retries!r}")
     headers = raw.get("headers", {}) or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise _fail(source, where, f"{name}.headers", "must map header names to strings")
-    return Action("webhook", url=url, retries=retries,
+    template = raw.get("template", "")
+    if not isinstance(template, str):
+        raise _fail(source, where, f"{name}.template",
+                    f"must be a built-in name or a template string, got {template!r}")
+    try:
+        check_payload_template(template)
+    except TemplateProblem as error:
+        raise _fail(source, where, f"{name}.template", str(error)) from None
+    return Action("webhook", url=url, retries=retries, template=template,
                   backoff=_number(raw.get("backoff", 1.0), source, where, f"{name}.backoff", 0.0, 3600.0),
                   timeout=_number(raw.get("timeout", 5.0), source, where, f"{name}.timeout", 0.001, 600.0),
                   headers=tuple(sorted((str(k), v) for k, v in headers.items())))
+
+
+def is_simple_style(raw: Any) -> bool:
+    return isinstance(raw, dict) and "type" not in raw and bool({"duration_sec", "action"} & set(raw)) \
+        and set(raw) <= _SIMPLE_FIELDS
+
+
+def from_simple_style(raw: dict, source: str, index: int) -> dict:
+    """``{emotion: angry, threshold: 0.8, duration_sec: 3, action: webhook, url: ...}`` as a mmemo rule."""
+    emotion = raw.get("emotion")
+    threshold = raw.get("threshold")
+    action = raw.get("action", "log")
+    actions = []
+    for kind in ([action] if isinstance(action, str) else action if isinstance(action, list) else [action]):
+        if kind == "webhook":
+            actions.append({"type": "webhook", "url": raw.get("url") or raw.get("webhook_url")})
+        elif kind == "email":
+            actions.append({"type": "email", "to": raw.get("to")})
+        elif kind in ("log", "alert", "notify"):
+            actions.append({"type": "log"})
+        else:
+            raise RulesError(f"{source}: rule #{index + 1}, field 'action': {kind!r} is not log, webhook or email")
+    converted = {"name": raw.get("name") or f"{emotion}_over_{threshold}", "type": "threshold", "emotion": emotion,
+                 "threshold": threshold, "duration": raw.get("duration_sec", 0.0), "actions": actions}
+    for old, new in (("cooldown_sec", "cooldown"), ("priority", "priority"), ("enabled", "enabled")):
+        if old in raw:
+            converted[new] = raw[old]
+    if "channel" in raw:
+        converted["channels"] = [raw["channel"]]
+    return converted
 
 
 def _parse_rule(raw: Any, defaults: dict, source: str, index: int, seen: set[str],
                 allowed_hosts: Collection[str] = ()) -> Rule | None:
     if not isinstance(raw, dict):
         raise RulesError(f"{source}: rule #{index + 1} must be a mapping, got {raw!r}")
+    if is_simple_style(raw):
+        raw = from_simple_style(raw, source, index)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RulesError(f"{source}: rule #{index + 1}, field 'name': every rule needs a non-empty name")
@@ -250,11 +339,19 @@ def parse_rules(data: Any, source: str = "<memory>", allowed_hosts: Collection[s
     """Validate a parsed rules document (``{defaults: {...}, rules: [...]}``)."""
     if data is None:
         data = {}
+    if isinstance(data, list):  # the simple style: a bare list of rules
+        data = {"rules": data}
     if not isinstance(data, dict):
         raise RulesError(f"{source}: the top level must be a mapping with a 'rules' list")
-    unknown = set(data) - {"defaults", "rules"}
+    unknown = set(data) - {"defaults", "rules", "classes"}
     if unknown:
-        raise RulesError(f"{source}: unknown top-level key {sorted(unknown)[0]!r} (allowed: defaults, rules)")
+        raise RulesError(f"{source}: unknown top-level key {sorted(unknown)[0]!r} (allowed: defaults, rules, classes)")
+    classes = data.get("classes")
+    if classes is not None and (not isinstance(classes, list) or len(classes) < 2
+                                or not all(isinstance(c, str) and c for c in classes)
+                                or len(set(classes)) < len(classes)):
+        raise RulesError(f"{source}: 'classes' must list at least two distinct class names (the model's scores "
+                         f"are restricted to them and renormalised), got {classes!r}")
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise RulesError(f"{source}: 'defaults' must be a mapping")
@@ -266,9 +363,18 @@ def parse_rules(data: Any, source: str = "<memory>", allowed_hosts: Collection[s
     if not isinstance(raw_rules, list):
         raise RulesError(f"{source}: 'rules' must be a list")
     seen: set[str] = set()
+    simple = sum(is_simple_style(raw) for raw in raw_rules)
     rules = [rule for i, raw in enumerate(raw_rules)
              if (rule := _parse_rule(raw, defaults, source, i, seen, allowed_hosts))]
-    return RuleSet(rules, source)
+    if simple:
+        log.info("%s: %d rule%s in the simple style (emotion/threshold/duration_sec/action) converted: %s", source,
+                 simple, "" if simple == 1 else "s", "; ".join(f"{r.name}: {r.describe()}" for r in rules[:simple]))
+    ruleset = RuleSet(rules, source, classes=tuple(classes) if classes else None)
+    if ruleset.classes:
+        outside = [(r.name, e) for r in rules for e in r.emotions if e.lower() not in {c.lower() for c in classes}]
+        if outside:
+            raise RulesError(f"{source}: rule {outside[0][0]!r} watches {outside[0][1]!r}, which 'classes' leaves out")
+    return ruleset
 
 
 def load_rules(path: str | Path, classes: Sequence[str] | None = None, *, strict: bool = True,

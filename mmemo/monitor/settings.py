@@ -16,6 +16,7 @@ from mmemo.errors import UserError
 TOKEN_ENV = "MMEMO_MONITOR_TOKEN"
 #: Salt for ``--hash-ids`` (hashing without a secret salt is reversible for guessable ids).
 SALT_ENV = "MMEMO_MONITOR_SALT"
+SMTP_PASSWORD_ENV = "MMEMO_SMTP_PASSWORD"
 MIN_TOKEN_LENGTH = 16
 MIN_TOKEN_DISTINCT = 8
 
@@ -89,6 +90,11 @@ class MonitorSettings:
     webhook_allow_hosts: list[str] = option(default_factory=list, flag="--allow-webhook-host", metavar="HOST",
                                             help="let webhooks reach HOST even if it is link-local or a cloud "
                                                  "metadata name (repeatable)")
+    smtp_host: str | None = option(None, help="SMTP server for e-mail actions (none: e-mail actions fail clearly)")
+    smtp_port: int = option(25, help="SMTP port")
+    smtp_from: str = option("mmemo@localhost", help="sender address of alert e-mails")
+    smtp_user: str | None = option(None, help=f"SMTP login (password from ${SMTP_PASSWORD_ENV}, never a flag)")
+    smtp_starttls: bool = option(False, help="STARTTLS before login")
     silence_dbfs: float | None = option(SILENCE_DBFS, parse=optional_dbfs,
                                         help="uploads whose peak is below this level (dBFS) are refused as silent; "
                                              "none: no check")

@@ -179,3 +179,25 @@ def test_predict_asr_without_segments_transcribes_each_clip_once(tiny_e2v_dir, t
     assert not summary.failed and json.loads((tmp_path / "out.json").read_text())[0]["label"]
     [cache] = (tmp_path / "asr").glob("*/segments.jsonl")
     assert len(cache.read_text().splitlines()) == 1  # the second reading came from the cache
+
+
+def test_monitor_backtest_command_replays_a_recording(tiny_corpus, tiny_e2v_dir, tmp_path, capsys):
+    from mmemo.cli import main
+    from mmemo.longform.recording import make_long_recording
+
+    made = make_long_recording(next(tiny_corpus.glob("fold_1/*test*.jsonl")), tmp_path / "call", speakers=2,
+                               seconds=30, seed=2)
+    rules = tmp_path / "rules.yaml"  # demo labels on the 9-class head: watched as four classes
+    rules.write_text(json.dumps({"classes": ["angry", "happy", "neutral", "sad"], "rules": [
+        {"name": "upset", "type": "combination", "emotions": ["angry", "sad"], "threshold": 0.5, "duration": 0.5,
+         "aggregate": "mean", "cooldown": 0}]}))
+    main(["monitor", "backtest", str(made["rttm"]), "--rules", str(rules), "--model", str(tiny_e2v_dir),
+          "--sweep", "threshold=0.2:0.8:0.2", "--out", str(tmp_path / "bt")])
+    printed = capsys.readouterr().out
+    rows = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    assert [r["threshold"] for r in rows] == [0.2, 0.4, 0.6, 0.8] and "| upset | 0.2 |" in printed
+    events = sum(1 for line in made["rttm"].read_text().splitlines()
+                 if line.startswith("EMOTION") and line.split()[6] in ("angry", "sad"))
+    assert 0 < rows[0]["events"] <= events  # merged neighbours make fewer, never more
+    assert [r["alerts"] for r in rows] == sorted((r["alerts"] for r in rows), reverse=True)
+    assert (tmp_path / "bt" / "backtest_tradeoff.png").stat().st_size > 10_000

@@ -359,3 +359,20 @@ def test_watch_folder_analyses_files_once(tmp_path, predictor, db_url):
         assert record["channel"] == "line-7" and record["source"] == "watch"
     assert (inbox / ".done" / "line-7" / "call.wav").exists()
     assert "cannot decode" in (inbox / ".failed" / "broken.wav.error.txt").read_text()
+
+
+def test_rules_classes_restrict_the_served_scores(tmp_path, predictor, db_url):
+    """A rules file with ``classes`` masks the 9-class head to four and renormalises, everywhere."""
+    rules = tmp_path / "four.yaml"
+    rules.write_text(json.dumps({"classes": ["angry", "happy", "neutral", "sad"], "rules": [
+        {"name": "upset", "type": "combination", "emotions": ["angry", "sad"], "threshold": 0.0, "duration": 0.5}]}))
+    with TestClient(create_app(make_settings(tmp_path, db_url, rules=rules), predictor)) as masked:
+        body = upload(masked, audio_id="masked").json()
+        scores = body["record"]["scores"]
+        assert {c for c, v in scores.items() if v > 0} <= {"angry", "happy", "neutral", "sad"}
+        assert sum(scores.values()) == pytest.approx(1.0, abs=1e-4)
+        assert body["record"]["label"] in ("angry", "happy", "neutral", "sad")
+        timeline = masked.get(body["record"]["timeline"], headers=AUTH).json()
+        frames = np.array(timeline["scores"])
+        kept = [CLASSES.index(c) for c in ("angry", "happy", "neutral", "sad")]
+        assert np.allclose(frames[:, kept].sum(1), 1, atol=1e-4) and np.allclose(np.delete(frames, kept, 1), 0)
