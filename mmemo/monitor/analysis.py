@@ -64,6 +64,18 @@ def _mailer(settings: MonitorSettings):
                        password=os.environ.get(SMTP_PASSWORD_ENV), starttls=settings.smtp_starttls)
 
 
+def _long_form_pipeline(predictor, settings: MonitorSettings):
+    """VAD (+ speakers, + ASR) for ``--segments vad``; None otherwise."""
+    if settings.segments != "vad":
+        return None
+    from mmemo.longform.pipeline import LongFormOptions, LongFormPipeline
+
+    language = None if (settings.asr_language or "").lower() == "auto" else settings.asr_language
+    return LongFormPipeline(predictor, LongFormOptions(
+        diarize=settings.diarize, num_speakers=settings.num_speakers, asr=settings.asr, asr_language=language,
+        asr_cache=str(Path(settings.data_dir) / "transcripts"), granularity="frame", smooth=settings.smooth))
+
+
 def _default_stream_factory(predictor, settings: MonitorSettings):
     """``factory(sample_format)`` -> a StreamSession reading that PCM format."""
     from mmemo.inference.stream import StreamSession
@@ -101,6 +113,7 @@ class Monitor:
                                          granularity="frame" if getattr(predictor, "supports_frames", True)
                                          else "utterance")
         self._stream_factory = stream_factory or _default_stream_factory(predictor, settings)
+        self.longform = _long_form_pipeline(predictor, settings)
         self._poller = RulesPoller(self.rules_file, settings.rules_poll_seconds)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -184,6 +197,67 @@ class Monitor:
     def read(self, path: Path) -> tuple[np.ndarray, object]:
         """An uploaded or watched file as (waveform, face track or None)."""
         return self.decode(path), self.face_track(path)
+
+    def analyze_file(self, path: Path, *, audio_id: str | None = None, channel: str = "default",
+                     source: str = "upload") -> dict:
+        """An uploaded or watched file: whole (as :meth:`analyze`), or in speech segments with
+        ``--segments vad`` (speakers, transcripts and emotions per segment)."""
+        if self.longform is None:
+            waveform, track = self.read(path)
+            return self.analyze(waveform, audio_id=audio_id, channel=channel, source=source, track=track)
+        self.decode(path)  # the same limits as a whole upload (--max-duration, silence, bad files)
+        return self.analyze_segments(path, audio_id=audio_id, channel=channel, source=source)
+
+    def analyze_segments(self, path: Path, *, audio_id: str | None, channel: str, source: str) -> dict:
+        audio_id = audio_id or uuid.uuid4().hex
+        received = self.clock()
+        try:
+            with self._decoding, self.batcher.model_lock:
+                result = self.longform.run(path, audio_id)
+        except MediaError as error:
+            raise AnalysisError(f"cannot decode the upload: {error.reason}") from None
+        mask = self.rules_file.ruleset.mask(self.classes)
+        times, probs, alerts = [], [], []
+        for segment in result.segments:
+            if segment.timeline is not None:
+                seg_times = np.asarray(segment.timeline["times"], float)
+                seg_probs = np.asarray(segment.timeline["scores"], float)
+                period = self.frame_period
+            elif segment.scores:  # a model without frame scores: one frame per segment
+                period = max(segment.end - segment.start, 1e-3)
+                seg_times = np.array([(segment.start + segment.end) / 2])
+                seg_probs = np.array([[segment.scores[c] for c in self.classes]])
+            else:
+                continue
+            if mask is not None:
+                seg_probs = mask(seg_probs)
+                masked = mask(np.array([segment.scores[c] for c in self.classes]))
+                segment.scores = {c: round(float(v), 5) for c, v in zip(self.classes, masked)}
+                segment.label, segment.confidence = self.classes[int(masked.argmax())], float(masked.max())
+            # one rule session per segment: a window never spans the silence between two segments
+            session = self.engine.session(channel, audio_id, period, start_time=received)
+            alerts += self._raise_alerts(session.feed(seg_times, seg_probs))
+            times.append(seg_times)
+            probs.append(seg_probs)
+        weights = np.array([s.end - s.start for s in result.segments if s.scores])
+        if len(weights):
+            vectors = np.array([[s.scores[c] for c in self.classes] for s in result.segments if s.scores])
+            mean = (vectors * weights[:, None]).sum(0) / weights.sum()
+            scores = {c: float(v) for c, v in zip(self.classes, mean)}
+            label, confidence = self.classes[int(mean.argmax())], float(mean.max())
+        else:
+            scores, label, confidence = {}, None, None
+        segments = [{k: v for k, v in s.to_dict().items() if k != "timeline"} for s in result.segments]
+        timeline = (np.concatenate(times), np.concatenate(probs)) if times else None
+        record = self.store.add_record(
+            audio_id=audio_id, channel=channel, source=source, model_id=self.model_id, granularity="segment",
+            label=label, confidence=confidence, scores=scores, duration=result.duration, timeline=timeline,
+            classes=self.classes, alert_ids=[a["id"] for a in alerts], segments=segments,
+            error=None if segments else "no speech found")
+        prediction = {"audio_id": audio_id, "label": label, "confidence": confidence, "scores": scores,
+                      "duration": round(result.duration, 3), "segments": segments, "speakers": result.speakers,
+                      "real_time_factor": result.real_time_factors(), "error": None}
+        return {"record": record, "prediction": prediction, "alerts": alerts}
 
     # -- analysis --------------------------------------------------------------------------------
     def analyze(self, waveform: np.ndarray, *, audio_id: str | None = None, channel: str = "default",

@@ -31,7 +31,7 @@ class RecordRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     source: Mapped[str] = mapped_column(String(16))  # upload | stream | watch
     model_id: Mapped[str] = mapped_column(String(512))
-    granularity: Mapped[str] = mapped_column(String(16))  # utterance | frame
+    granularity: Mapped[str] = mapped_column(String(16))  # utterance | frame | segment (--segments vad)
     label: Mapped[str | None] = mapped_column(String(64), index=True)  # top emotion
     confidence: Mapped[float | None] = mapped_column(Float)
     scores: Mapped[dict] = mapped_column(JSON)
@@ -64,6 +64,23 @@ class ModalityTimelineRow(Base):
     record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
     modality: Mapped[str] = mapped_column(String(16))
     timeline_id: Mapped[int] = mapped_column(ForeignKey("timelines.id", ondelete="CASCADE"))
+
+
+class SegmentRow(Base):
+    """One speech segment of a record analysed in segments (``--segments vad``): who, when, what was
+    said, and its emotion. A table of its own so old databases gain it by ``create_all``."""
+
+    __tablename__ = "segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    speaker: Mapped[str | None] = mapped_column(String(64), index=True)
+    text: Mapped[str | None] = mapped_column(Text)
+    words: Mapped[list] = mapped_column(JSON, default=list)
+    label: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 class AlertRow(Base):

@@ -133,18 +133,26 @@ def create_app(settings: MonitorSettings, predictor=None, **monitor_options) -> 
                                          f"{settings.max_upload_mb:g} MB limit (--max-upload-mb)")
             if not size:
                 raise HTTPException(422, "empty upload: send an audio file")
-            waveform, track = await run_in_threadpool(monitor.read, path)
-        return await run_in_threadpool(lambda: monitor.analyze(waveform, audio_id=audio_id, channel=channel,
-                                                               source="upload", track=track))
+            return await run_in_threadpool(lambda: monitor.analyze_file(path, audio_id=audio_id, channel=channel,
+                                                                        source="upload"))
 
     @app.get("/records", dependencies=auth)
     async def records(since: datetime | None = None, until: datetime | None = None, channel: str | None = None,
                       emotion: str | None = None, alert: str | None = Query(None, description="true, false or a rule"),
-                      audio_id: str | None = None, limit: int = Query(100, ge=1, le=5000),
-                      offset: int = Query(0, ge=0)):
+                      audio_id: str | None = None, speaker: str | None = Query(None, max_length=64),
+                      limit: int = Query(100, ge=1, le=5000), offset: int = Query(0, ge=0)):
         where = RecordFilter(since=_utc(since), until=_utc(until), channel=channel, emotion=emotion,
-                             alert=_alert_filter(alert), audio_id=audio_id, limit=limit, offset=offset)
+                             alert=_alert_filter(alert), audio_id=audio_id, speaker=speaker, limit=limit,
+                             offset=offset)
         return await run_in_threadpool(monitor.store.records, where)
+
+    @app.get("/records/{record_id}/segments", dependencies=auth)
+    async def segments(record_id: int):
+        """A segmented record's speech segments: start, end, speaker, transcript and words, emotion."""
+        found = await run_in_threadpool(monitor.store.segments, record_id)
+        if found is None:
+            raise HTTPException(404, f"record {record_id} does not exist")
+        return found
 
     @app.get("/records/{record_id}/timeline", dependencies=auth)
     async def timeline(record_id: int, modality: str = Query("speech", pattern="^[a-z]{1,16}$")):

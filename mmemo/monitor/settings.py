@@ -90,6 +90,14 @@ class MonitorSettings:
     webhook_allow_hosts: list[str] = option(default_factory=list, flag="--allow-webhook-host", metavar="HOST",
                                             help="let webhooks reach HOST even if it is link-local or a cloud "
                                                  "metadata name (repeatable)")
+    segments: str = option("none", choices=("none", "vad"),
+                           help="vad: analyse uploads, watched files and live streams in speech segments "
+                                "(docs/long_recordings.md)")
+    diarize: bool = option(False, help="with --segments vad: speaker turns; records are filtered by speaker")
+    num_speakers: int | None = option(None, help="with --diarize: the number of speakers (default: estimated)")
+    asr: str | None = option(None, metavar="WHISPER", help="with --segments vad: transcribe each segment (any Whisper "
+                                                           "format) so a text branch gets text")
+    asr_language: str | None = option("en", help="ASR language for multilingual Whisper models ('auto': detect)")
     smtp_host: str | None = option(None, help="SMTP server for e-mail actions (none: e-mail actions fail clearly)")
     smtp_port: int = option(25, help="SMTP port")
     smtp_from: str = option("mmemo@localhost", help="sender address of alert e-mails")
@@ -143,6 +151,10 @@ class MonitorSettings:
             silence_peak(self.silence_dbfs)
         except ValueError as error:
             raise SettingsError(f"--silence-dbfs: {error}") from None
+        if self.segments == "none" and (self.diarize or self.asr):
+            raise SettingsError("--diarize and --asr work on speech segments: add --segments vad")
+        if self.num_speakers is not None and self.num_speakers < 1:
+            raise SettingsError(f"--num-speakers must be >= 1, got {self.num_speakers}")
         if self.watch is not None and not Path(self.watch).is_dir():
             raise SettingsError(f"--watch {self.watch}: not a folder")
         if self.db_url is None:

@@ -37,6 +37,7 @@ from mmemo.monitor.schema import (
     DeliveryRow,
     ModalityTimelineRow,
     RecordRow,
+    SegmentRow,
     TimelineRow,
     as_utc,
     decode_timeline,
@@ -58,6 +59,7 @@ class RecordFilter:
     emotion: str | None = None
     alert: bool | str | None = None  # True/False: with/without alerts; a string: that rule fired
     audio_id: str | None = None
+    speaker: str | None = None  # records with a segment of this speaker
     limit: int = 100
     offset: int = 0
 
@@ -110,7 +112,8 @@ class ResultStore:
                    embedding_path: str | None = None, timeline: tuple[np.ndarray, np.ndarray] | None = None,
                    classes: list[str] | None = None, error: str | None = None,
                    alert_ids: list[int] | None = None, created_at: datetime | None = None,
-                   modality_timelines: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict:
+                   modality_timelines: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                   segments: list[dict] | None = None) -> dict:
         """Insert one record (its audio timeline, and ``modality_timelines`` such as ``{"face": (times,
         scores)}``); link ``alert_ids`` that fired while it streamed."""
         with self._write_lock, self._sessions.begin() as session:
@@ -130,11 +133,27 @@ class ResultStore:
                 if other_id is not None:
                     session.add(ModalityTimelineRow(record_id=record.id, modality=modality, timeline_id=other_id))
                     others[modality] = other_id
+            for seg in segments or []:
+                session.add(SegmentRow(record_id=record.id, start=float(seg["start"]), end=float(seg["end"]),
+                                       speaker=seg.get("speaker"), text=seg.get("text"), words=seg.get("words") or [],
+                                       label=seg.get("label"), confidence=seg.get("confidence"),
+                                       scores=seg.get("scores") or {}))
             if alert_ids:
                 session.execute(update(AlertRow).where(AlertRow.id.in_(alert_ids)).values(record_id=record.id))
                 rules = session.scalars(select(AlertRow.rule).where(AlertRow.id.in_(alert_ids))).all()
                 record.alert_count, record.alert_rules = len(rules), sorted(set(rules))
-            return self._record_dict(record, sorted(others))
+            speakers = sorted({seg.get("speaker") for seg in segments or [] if seg.get("speaker")})
+            return self._record_dict(record, sorted(others), speakers, bool(segments))
+
+    def segments(self, record_id: int) -> list[dict] | None:
+        """A record's speech segments in time order (None: no such record)."""
+        with self._sessions() as session:
+            if session.get(RecordRow, record_id) is None:
+                return None
+            rows = session.scalars(select(SegmentRow).where(SegmentRow.record_id == record_id)
+                                   .order_by(SegmentRow.start)).all()
+            return [{"start": r.start, "end": r.end, "speaker": r.speaker, "text": r.text, "words": r.words,
+                     "label": r.label, "confidence": r.confidence, "scores": r.scores} for r in rows]
 
     @staticmethod
     def _add_timeline(session: Session, timeline: tuple[np.ndarray, np.ndarray] | None,
@@ -264,6 +283,7 @@ class ResultStore:
                                         .where(ModalityTimelineRow.record_id.in_(record_ids))).all()
         session.execute(update(AlertRow).where(AlertRow.record_id.in_(record_ids)).values(record_id=None))
         session.execute(delete(ModalityTimelineRow).where(ModalityTimelineRow.record_id.in_(record_ids)))
+        session.execute(delete(SegmentRow).where(SegmentRow.record_id.in_(record_ids)))
         session.execute(delete(RecordRow).where(RecordRow.id.in_(record_ids)))
         session.execute(delete(TimelineRow).where(TimelineRow.id.in_(timeline_ids)))
         return {"records": len(record_ids), "embedding_files": files}
@@ -308,6 +328,9 @@ class ResultStore:
             query = query.where(RecordRow.alert_count == 0)
         elif isinstance(where.alert, str):
             query = query.where(RecordRow.id.in_(select(AlertRow.record_id).where(AlertRow.rule == where.alert)))
+        if where.speaker:
+            speaking = select(SegmentRow.record_id).where(SegmentRow.speaker == where.speaker)
+            query = query.where(RecordRow.id.in_(speaking))
         query = query.order_by(RecordRow.created_at.desc(), RecordRow.id.desc()).limit(where.limit).offset(where.offset)
         with self._sessions() as session:
             rows = session.scalars(query).all()
@@ -316,7 +339,14 @@ class ResultStore:
                     select(ModalityTimelineRow.record_id, ModalityTimelineRow.modality)
                     .where(ModalityTimelineRow.record_id.in_([r.id for r in rows]))):
                 modalities.setdefault(record_id, []).append(modality)
-            return [self._record_dict(row, sorted(modalities.get(row.id, []))) for row in rows]
+            speakers: dict[int, set] = {}
+            for record_id, speaker in session.execute(select(SegmentRow.record_id, SegmentRow.speaker)
+                                                      .where(SegmentRow.record_id.in_([r.id for r in rows]))):
+                speakers.setdefault(record_id, set())
+                if speaker:
+                    speakers[record_id].add(speaker)
+            return [self._record_dict(row, sorted(modalities.get(row.id, [])), sorted(speakers.get(row.id, ())),
+                                      row.id in speakers) for row in rows]
 
     def count_records(self) -> int:
         with self._sessions() as session:
@@ -383,7 +413,8 @@ class ResultStore:
                           for t, counts in sorted(trend.items())]}
 
     @staticmethod
-    def _record_dict(row: RecordRow, modalities: list[str] | tuple[str, ...] = ()) -> dict:
+    def _record_dict(row: RecordRow, modalities: list[str] | tuple[str, ...] = (), speakers: list[str] = (),
+                     segmented: bool = False) -> dict:
         timelines = {SPEECH: f"/records/{row.id}/timeline"} if row.timeline_id is not None else {}
         timelines.update({m: f"/records/{row.id}/timeline?modality={m}" for m in modalities})
         return {"id": row.id, "audio_id": row.audio_id, "channel": row.channel, "created_at": iso_utc(row.created_at),
@@ -391,7 +422,8 @@ class ResultStore:
                 "label": row.label, "confidence": row.confidence, "scores": row.scores, "duration": row.duration,
                 "embedding_path": row.embedding_path, "alert_count": row.alert_count,
                 "alert_rules": row.alert_rules or [],
-                "timeline": timelines.get(SPEECH), "timelines": timelines, "error": row.error}
+                "timeline": timelines.get(SPEECH), "timelines": timelines, "error": row.error,
+                "segments": f"/records/{row.id}/segments" if segmented else None, "speakers": list(speakers)}
 
     def close(self) -> None:
         self.engine.dispose()

@@ -58,9 +58,7 @@ class WatchFolder:
         relative = path.relative_to(self.folder)
         channel = relative.parts[0] if len(relative.parts) > 1 else self.default_channel
         try:
-            waveform, track = self.monitor.read(path)
-            result = self.monitor.analyze(waveform, audio_id=str(relative), channel=channel, source="watch",
-                                          track=track)
+            result = self.monitor.analyze_file(path, audio_id=str(relative), channel=channel, source="watch")
         except Exception as error:  # one bad file never stops the folder
             log.warning("watch folder: %s failed: %s", relative, error)
             target = self._move(path, ".failed")

