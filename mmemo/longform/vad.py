@@ -137,3 +137,95 @@ def split_long(start: float, end: float, energy: np.ndarray, window: float, limi
         start = cut
     pieces.append((start, end))
     return pieces
+
+
+class StreamSegmenter:
+    """Speech segments of a live stream as they close: samples in, ``(start, end, wave)`` out.
+
+    The same Silero model and settings as :func:`segments_of`, run causally: a segment opens when
+    a window's probability reaches ``threshold`` and closes after ``min_silence`` below
+    ``threshold - 0.15`` (or at ``max_segment``, cut at its quietest window). Only the open
+    segment's audio is held, so memory stays bounded by ``max_segment`` however long the stream.
+    """
+
+    def __init__(self, options: VadOptions | None = None, vad: SileroVad | None = None):
+        self.vad = vad or SileroVad(options)
+        self.options = self.vad.options
+        self.vad.model.reset_states()
+        self.pending = np.zeros(0, np.float32)
+        self.window = 0                    # windows seen
+        self.held = np.zeros(0, np.float32)  # audio from the open segment's start (incl. padding)
+        self.held_from = 0                 # sample index of held[0]
+        self.energy: list[float] = []
+        self.start: int | None = None      # window index where speech began
+        self.quiet = 0                     # consecutive windows under the negative threshold
+        pad = int(self.options.padding * SAMPLE_RATE)
+        self.history = np.zeros(pad, np.float32)  # the padding before a segment opens
+
+    def push(self, samples: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
+        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32)])
+        closed = []
+        with torch.inference_mode():
+            while len(self.pending) >= WINDOW:
+                chunk, self.pending = self.pending[:WINDOW], self.pending[WINDOW:]
+                closed += self._step(chunk)
+        return closed
+
+    def finish(self) -> list[tuple[float, float, np.ndarray]]:
+        out = []
+        if len(self.pending):
+            extra = WINDOW - len(self.pending)
+            with torch.inference_mode():
+                out += self._step(np.pad(self.pending, (0, extra)))
+            if self.start is not None and extra:  # the model saw zeros after the end; the segment does not
+                self.held = self.held[:-extra]
+            self.pending = np.zeros(0, np.float32)
+        if self.start is not None:
+            out += self._close(self.window)
+        return out
+
+    def _step(self, chunk: np.ndarray) -> list:
+        o = self.options
+        prob = float(self.vad.model(torch.from_numpy(np.ascontiguousarray(chunk))[None], SAMPLE_RATE))
+        index, self.window = self.window, self.window + 1
+        out = []
+        if self.start is None:
+            if prob >= o.threshold:
+                self.start, self.quiet = index, 0
+                self.held_from = index * WINDOW - len(self.history)
+                self.held, self.energy = np.concatenate([self.history, chunk]), [float(np.sqrt(np.mean(chunk ** 2)))]
+            else:
+                keep = len(self.history)
+                if keep:
+                    self.history = np.concatenate([self.history, chunk])[-keep:]
+            return out
+        self.held = np.concatenate([self.held, chunk])
+        self.energy.append(float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2))))
+        self.quiet = self.quiet + 1 if prob < max(o.threshold - 0.15, 0.01) else 0
+        window_s = WINDOW / SAMPLE_RATE
+        if self.quiet * window_s >= o.min_silence:
+            out += self._close(index + 1 - self.quiet)
+        elif (index + 1 - self.start) * window_s >= o.max_segment:
+            half = len(self.energy) // 2
+            cut = self.start + half + int(np.argmin(self.energy[half:]))
+            out += self._close(cut, reopen=True)
+        return out
+
+    def _close(self, end_window: int, reopen: bool = False) -> list:
+        o = self.options
+        pad = int(o.padding * SAMPLE_RATE)
+        end_sample = min(end_window * WINDOW + (0 if reopen else pad), self.held_from + len(self.held))
+        wave = self.held[: max(0, end_sample - self.held_from)]
+        start_s, end_s = max(0, self.held_from) / SAMPLE_RATE, end_sample / SAMPLE_RATE
+        rest = self.held[max(0, end_sample - self.held_from):]
+        keep_energy = self.energy[end_window - self.start:] if reopen else []
+        self.start, self.quiet = (end_window, 0) if reopen else (None, 0)
+        if reopen:
+            self.held_from, self.held, self.energy = end_sample, rest, keep_energy
+        else:
+            self.held, self.energy = np.zeros(0, np.float32), []
+            if len(self.history):
+                self.history = np.concatenate([np.zeros(len(self.history), np.float32), rest])[-len(self.history):]
+        if end_s - start_s < o.min_speech:
+            return []
+        return [(round(start_s, 3), round(end_s, 3), wave)]

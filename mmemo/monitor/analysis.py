@@ -352,6 +352,12 @@ class LiveStream:
         self.alert_ids: list[int] = []
         self.samples = 0
         self.finished = False
+        self.segments: list[dict] = []
+        self.segmenter = None
+        if monitor.longform is not None:  # --segments vad: segments transcribed and scored as they close
+            from mmemo.longform.vad import StreamSegmenter
+
+            self.segmenter = StreamSegmenter(monitor.longform.vad.options)
         with monitor._streams_lock:
             monitor.live_streams += 1
 
@@ -368,7 +374,38 @@ class LiveStream:
         with self.monitor.batcher.model_lock:
             times, probs = self.session.push(chunk)  # ValueError when malformed
         self.samples += len(chunk) // width
-        return self._frames(times, probs)
+        update = self._frames(times, probs)
+        if self.segmenter is not None:
+            samples = (np.frombuffer(chunk, "<i2").astype(np.float32) / 32768.0 if self.format == "s16le"
+                       else np.frombuffer(chunk, "<f4").astype(np.float32))
+            update["segments"] = self._segments(self.segmenter.push(samples))
+        return update
+
+    def _segments(self, closed) -> list[dict]:
+        """Transcribe (``--asr``) and score each closed speech segment; they join the record at the end."""
+        monitor = self.monitor
+        pipeline = monitor.longform
+        out = []
+        for start, end, wave in closed:
+            with monitor.batcher.model_lock:
+                found = pipeline.transcriber.transcribe(wave, start) if pipeline.transcriber else {"text": None,
+                                                                                                     "words": []}
+                text_branch = getattr(monitor.predictor.model, "text", None) is not None
+                [prediction] = monitor.predictor.predict_waveforms(
+                    [wave], [f"{start:.3f}-{end:.3f}"], texts=[found["text"] or ""] if text_branch else None)
+            segment = {"start": start, "end": end, "speaker": None, "text": found["text"], "words": found["words"],
+                       "label": None, "confidence": None, "scores": {}}
+            if prediction.ok:
+                scores = np.array([prediction.scores[c] for c in monitor.classes])
+                mask = monitor.rules_file.ruleset.mask(monitor.classes)
+                scores = mask(scores) if mask is not None else scores
+                segment.update(label=monitor.classes[int(scores.argmax())], confidence=round(float(scores.max()), 5),
+                               scores={c: round(float(v), 5) for c, v in zip(monitor.classes, scores)})
+            else:
+                segment["error"] = prediction.error
+            self.segments.append(segment)
+            out.append(segment)
+        return out
 
     def _frames(self, times, probs) -> dict:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
@@ -396,6 +433,10 @@ class LiveStream:
             tail = self.session.finish()
         if isinstance(tail, tuple) and len(tail) == 2:
             last = self._frames(*tail)
+        if self.segmenter is not None:
+            closing = self._segments(self.segmenter.finish())
+            if last is not None:
+                last["segments"] = closing
         times = np.concatenate(self.times) if self.times else np.zeros(0)
         probs = np.concatenate(self.probs) if self.probs else np.zeros((0, len(self.monitor.classes)))
         if len(times):
@@ -408,7 +449,8 @@ class LiveStream:
             audio_id=self.audio_id, channel=self.channel, source="stream", model_id=self.monitor.model_id,
             granularity="frame", label=label, confidence=confidence, scores=scores, duration=self.seconds,
             timeline=(times, probs) if len(times) else None, classes=self.monitor.classes,
-            alert_ids=self.alert_ids, error=None if len(times) else "no frames: the stream was too short")
+            alert_ids=self.alert_ids, error=None if len(times) else "no frames: the stream was too short",
+            segments=self.segments if self.segmenter is not None else None)
         return {"type": "summary", "record": record, "last": last}
 
     def abort(self) -> None:

@@ -250,5 +250,36 @@ def test_monitor_in_segments_stores_speakers_transcripts_and_filters_by_speaker(
         watched = client.get("/records", headers=AUTH, params={"channel": "line-4"}).json()[0]
         assert watched["segments"] and watched["speakers"]  # the same segments, served from the transcript cache
 
+        # a live stream: each segment is transcribed and scored once it closes, then stored with the record
+        wave, _ = soundfile.read(made["wav"], dtype="float32")
+        live = client.app.state.monitor.open_stream(channel="live")
+        emitted = []
+        for begin in range(0, len(wave), 8000):
+            emitted += live.push((wave[begin: begin + 8000] * 32767).astype("<i2").tobytes())["segments"]
+        summary = live.finish()
+        emitted += (summary["last"] or {}).get("segments", [])
+        assert abs(len(emitted) - len(segments)) <= 1 and sum(bool(s["text"]) for s in emitted) >= len(emitted) - 1
+        assert [s["start"] for s in client.get(summary["record"]["segments"], headers=AUTH).json()] == \
+            [s["start"] for s in emitted]
+
         assert client.delete("/records/call.wav", headers=AUTH).status_code == 200
         assert client.get(record["segments"], headers=AUTH).status_code == 404
+
+
+def test_the_stream_segmenter_matches_the_file_segmenter_and_bounds_segments(librivox_call):
+    from mmemo.longform.vad import StreamSegmenter
+
+    path, _, _ = librivox_call
+    wave, _ = soundfile.read(path, dtype="float32")
+    for options in (VadOptions(), VadOptions(min_silence=5.0, max_segment=6.0)):
+        segmenter = StreamSegmenter(options)
+        closed = []
+        for begin in range(0, len(wave), 4321):  # chunks that are no multiple of the window
+            closed += segmenter.push(wave[begin: begin + 4321])
+        closed += segmenter.finish()
+        assert all(end - start <= options.max_segment + options.padding + 1e-6 for start, end, _ in closed)
+        for start, end, piece in closed:  # each segment's audio is that span of the stream
+            assert np.allclose(piece, wave[int(round(start * 16000)): int(round(start * 16000)) + len(piece)])
+            assert abs(len(piece) / 16000 - (end - start)) < 0.002
+        if options.max_segment == 20.0:
+            assert [(s, e) for s, e, _ in closed] == SileroVad(options).segments(path)
