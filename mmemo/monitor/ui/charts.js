@@ -63,10 +63,50 @@ function drawTimeline(canvas, times, scores, classes, marks, span) {
     times.forEach((t, i) => {
       const x = box.x + (box.w * t) / tMax;
       const y = box.y + box.h - box.h * scores[i][c];
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      // a pause between speech segments has no frames: the line breaks there
+      if (i === 0 || t - times[i - 1] > 0.25) ctx.moveTo(x, y); else ctx.lineTo(x, y);
     });
     ctx.stroke();
   });
+}
+
+// Speech segments: one lane per speaker (its colour), each segment's emotion as the bar on top.
+const SPEAKER_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#bab0ac"];
+
+function speakerColor(speakers, speaker) {
+  return SPEAKER_COLORS[Math.max(0, speakers.indexOf(speaker)) % SPEAKER_COLORS.length];
+}
+
+function drawSegments(canvas, segments, classes, span) {
+  const ctx = clearCanvas(canvas);
+  const speakers = [...new Set(segments.map((s) => s.speaker || "speech"))].sort();
+  const box = {x: 90, y: 6, w: canvas.width - 100, h: canvas.height - 30};
+  const tMax = Math.max(span || 0, ...segments.map((s) => s.end), 1);
+  const lane = box.h / Math.max(1, speakers.length);
+  ctx.font = "11px sans-serif";
+  speakers.forEach((speaker, k) => {
+    ctx.fillStyle = speakerColor(speakers, speaker);
+    ctx.fillText(speaker, 4, box.y + lane * k + lane / 2 + 4);
+  });
+  for (const s of segments) {
+    const k = speakers.indexOf(s.speaker || "speech");
+    const x0 = box.x + (box.w * s.start) / tMax;
+    const x1 = box.x + (box.w * s.end) / tMax;
+    const y = box.y + lane * k + 3;
+    ctx.fillStyle = speakerColor(speakers, s.speaker || "speech");
+    ctx.globalAlpha = 0.35;
+    ctx.fillRect(x0, y, Math.max(1, x1 - x0), lane - 6);
+    ctx.globalAlpha = 1;
+    if (s.label) {
+      ctx.fillStyle = colorOf(s.label, classes.indexOf(s.label));
+      ctx.fillRect(x0, y, Math.max(1, x1 - x0), 5);
+    }
+  }
+  ctx.fillStyle = "#555";
+  for (let t = 0; t <= tMax; t += Math.max(1, Math.ceil(tMax / 10))) {
+    ctx.fillText(String(t), box.x + (box.w * t) / tMax - 3, box.y + box.h + 14);
+  }
+  return speakers;
 }
 
 function drawLegend(element, classes) {
