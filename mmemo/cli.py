@@ -61,7 +61,36 @@ def cmd_train(argv: list[str]) -> None:
 
 
 def cmd_eval(argv: list[str]) -> None:
+    if argv and argv[0] == "long-form":
+        cmd_eval_long_form(argv[1:])
+        return
     _run_hydra("eval", argv)
+
+
+def cmd_eval_long_form(argv: list[str]) -> None:
+    """``mmemo eval long-form DATA...``: EDER, frame F1, segment UA and DER on annotated recordings."""
+    from mmemo.longform.evaluate import evaluate_long_form, render, write
+
+    parser = argparse.ArgumentParser(prog="mmemo eval long-form", description=cmd_eval_long_form.__doc__)
+    parser.add_argument("data", nargs="+", help="RTTM files (EMOTION, optional SPEAKER lines) with their audio "
+                                                "beside them, or folders of them")
+    parser.add_argument("--model", default=None, help="run the long-form pipeline with this checkpoint")
+    parser.add_argument("--hypothesis", default=None, help="or score the RTTM files in this folder (<stem>.rttm)")
+    parser.add_argument("--diarize", action="store_true")
+    parser.add_argument("--num-speakers", type=int, default=None)
+    parser.add_argument("--asr", default=None, help="Whisper model transcribing each segment")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="write the report as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        report = evaluate_long_form(args.data, model=args.model, hypothesis=args.hypothesis, diarize=args.diarize,
+                                    num_speakers=args.num_speakers, asr=args.asr, device=args.device)
+    except USER_ERRORS as error:
+        report_user_error(error)
+        return
+    print(render(report))
+    if args.out:
+        print(f"wrote {write(report, args.out)}", file=sys.stderr)
 
 
 def cmd_extract(argv: list[str]) -> None:

@@ -138,6 +138,22 @@ def test_predict_segments_vad_diarize_writes_json_csv_and_rttm(tiny_corpus, tiny
     csv_lines = (tmp_path / "out" / "recording.segments.csv").read_text().splitlines()
     assert len(csv_lines) == len(segments) + 1 and csv_lines[0].startswith("start,end,speaker,label")
 
+    # mmemo eval long-form scores those files against the reference timeline, as the metrics do directly
+    from mmemo.evaluation.timelines import emotion_diarization_error
+
+    main(["eval", "long-form", str(made["rttm"]), "--hypothesis", str(tmp_path / "out"),
+          "--out", str(tmp_path / "eval.json")])
+    report = json.loads((tmp_path / "eval.json").read_text())
+    reference_spans = [(e.start, e.end, e.label) for e in read_rttm(made["rttm"], "EMOTION")]
+    direct = emotion_diarization_error(reference_spans, [(s["start"], s["end"], s["label"]) for s in segments],
+                                       report["classes"])
+    assert report["recordings"][0]["EDER"] == pytest.approx(direct["EDER"])
+    assert "DER" in report["overall"] and "| **all** |" in capsys.readouterr().out
+    main(["eval", "long-form", str(made["rttm"]), "--hypothesis", str(made["rttm"].parent),
+          "--out", str(tmp_path / "self.json")])  # the reference against itself
+    itself = json.loads((tmp_path / "self.json").read_text())["overall"]
+    assert itself["EDER"] == 0.0 and itself["segment"]["UA"] == 1.0 and itself["DER"] == 0.0
+
 
 def test_long_form_options_fail_clearly(tiny_e2v_dir, tmp_path):
     from mmemo.errors import InvalidInput, UserError
