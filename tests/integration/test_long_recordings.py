@@ -182,6 +182,7 @@ def test_whisper_base_multilingual_transcribes_segments(librivox_call, tmp_path)
     assert word_error_rate(texts, found)["wer"] <= 0.10
 
 
+@pytest.mark.slow  # ~20 s (Whisper's word-timestamp kernels compile on first use)
 def test_predict_asr_without_segments_transcribes_each_clip_once(tiny_e2v_dir, tmp_path):
     from mmemo.encoders.packaged import packaged_model_dir
     from mmemo.inference.run import PredictOptions, predict, transcribed_inputs
@@ -202,7 +203,7 @@ def test_monitor_backtest_command_replays_a_recording(tiny_corpus, tiny_e2v_dir,
     from mmemo.longform.recording import make_long_recording
 
     made = make_long_recording(next(tiny_corpus.glob("fold_1/*test*.jsonl")), tmp_path / "call", speakers=2,
-                               seconds=30, seed=2)
+                               seconds=16, seed=2)
     rules = tmp_path / "rules.yaml"  # demo labels on the 9-class head: watched as four classes
     rules.write_text(json.dumps({"classes": ["angry", "happy", "neutral", "sad"], "rules": [
         {"name": "upset", "type": "combination", "emotions": ["angry", "sad"], "threshold": 0.5, "duration": 0.5,
@@ -231,7 +232,7 @@ def test_monitor_in_segments_stores_speakers_transcripts_and_filters_by_speaker(
     from mmemo.monitor.watch import WatchFolder
 
     made = make_long_recording(next(tiny_corpus.glob("fold_1/*test*.jsonl")), tmp_path / "call", speakers=2,
-                               seconds=25, seed=3)
+                               seconds=14, seed=3)
     with pytest.raises(SettingsError, match="--segments vad"):
         MonitorSettings(asr="tiny.en", token="k3Vq9-Zp2_Lm8sWx4Rt7Yb1Nc6Hd0Jf5").resolve()
     (tmp_path / "monitor").mkdir()
@@ -243,7 +244,7 @@ def test_monitor_in_segments_stores_speakers_transcripts_and_filters_by_speaker(
         assert response.status_code == 200, response.text
         body = response.json()
         segments, record = body["prediction"]["segments"], body["record"]
-        assert len(segments) >= 4 and {s["speaker"] for s in segments} == {"SPEAKER_00", "SPEAKER_01"}
+        assert len(segments) >= 3 and {s["speaker"] for s in segments} == {"SPEAKER_00", "SPEAKER_01"}
         assert sum(bool(s["text"]) for s in segments) >= len(segments) - 1  # the words reached the text branch
         assert all(s["words"][0]["start"] >= s["start"] - 0.05 for s in segments if s["words"])
         assert record["granularity"] == "segment" and record["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
