@@ -1,0 +1,94 @@
+"""Issue 17 foundations: dimensional targets and label distributions validated per line; CCC and soft losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmemo.data.manifest import Source, Utterance
+from mmemo.data.targets import dimensional_targets, label_distribution, parse_dimensions
+from mmemo.errors import InvalidInput
+from mmemo.evaluation.metrics import concordance
+from mmemo.training.losses import UncertaintyWeighting, ccc_loss, concordance_batch, soft_cross_entropy
+
+CLASSES = ["angry", "happy", "neutral", "sad"]
+
+
+def line(number: int = 3, **extra) -> Utterance:
+    return Utterance(key="u", wav="u.wav", emo="happy", extra=extra, source=Source("m.jsonl", number))
+
+
+def test_dimensions_are_normalised_by_their_declared_scale_and_checked_per_line():
+    dims = parse_dimensions({"arousal": [1, 5], "valence": [-1, 1]})
+    values, issues = dimensional_targets(line(arousal=4, valence=0.5), dims)
+    assert issues == [] and values == pytest.approx([0.75, 0.75])
+    _, issues = dimensional_targets(line(arousal=7, valence=float("nan")), dims)
+    assert [str(i) for i in issues] == ["m.jsonl:3: dimension 'arousal' = 7 is outside its declared scale [1, 5]",
+                                        "m.jsonl:3: dimension 'valence' must be a finite number, got nan"]
+    _, issues = dimensional_targets(line(arousal=2), dims)
+    assert "missing dimension 'valence'" in str(issues[0])
+    assert dimensional_targets(line(), dims, required=False) == (None, [])
+    for bad in ({"arousal": [5, 1]}, {"arousal": [1]}, {"arousal": ["1", 5]}, {"not a name": [0, 1]}):
+        with pytest.raises(InvalidInput, match="dimension"):
+            parse_dimensions(bad)
+    assert parse_dimensions({"arousal": [1, 7]})[0].denormalise(0.5) == 4.0
+
+
+def test_label_distributions_become_probabilities_over_the_label_map():
+    dist, issues = label_distribution(line(emo_dist={"angry": 2, "neutral": 1, "happy": 1}), CLASSES)
+    assert issues == [] and dist == [0.5, 0.25, 0.25, 0.0]
+    for raw, problem in (({"joyful": 1}, "'joyful', not a class"), ({"angry": -1}, ">= 0"),
+                         ({"angry": 0}, "no votes"), ([1, 2], "must map class names"),
+                         ({"angry": float("inf")}, "finite number")):
+        _, issues = label_distribution(line(emo_dist=raw), CLASSES)
+        assert issues and problem in str(issues[0]) and str(issues[0]).startswith("m.jsonl:3:")
+
+
+def test_ccc_loss_and_metric_equal_a_hand_computation_and_torchmetrics():
+    from torchmetrics.functional.regression import concordance_corrcoef
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(64, 3))
+    p = 0.6 * t + rng.normal(scale=0.5, size=(64, 3)) + 0.2
+    by_hand = []
+    for d in range(3):
+        mp, mt = p[:, d].mean(), t[:, d].mean()
+        cov = ((p[:, d] - mp) * (t[:, d] - mt)).mean()
+        by_hand.append(2 * cov / (p[:, d].var() + t[:, d].var() + (mp - mt) ** 2))
+    ours = concordance_batch(torch.tensor(p), torch.tensor(t)).numpy()
+    assert ours == pytest.approx(by_hand, abs=1e-6)
+    # torchmetrics uses sample (n - 1) moments; with them our formula gives its number exactly
+    n = len(t)
+    sample = [2 * np.cov(p[:, d], t[:, d])[0, 1] / (p[:, d].var(ddof=1) + t[:, d].var(ddof=1)
+                                                     + (p[:, d].mean() - t[:, d].mean()) ** 2) for d in range(3)]
+    assert concordance_corrcoef(torch.tensor(p), torch.tensor(t)).numpy() == pytest.approx(sample, abs=1e-6)
+    assert ours == pytest.approx(sample, abs=2 / n)  # the two conventions differ by O(1/n)
+    assert [concordance(p[:, d], t[:, d]) for d in range(3)] == pytest.approx(by_hand, abs=1e-9)
+    loss = ccc_loss(torch.tensor(p), torch.tensor(t))
+    assert float(loss) == pytest.approx(1 - np.mean(by_hand), abs=1e-6)
+    assert float(ccc_loss(torch.tensor(t), torch.tensor(t))) == pytest.approx(0.0, abs=1e-6)
+    mask = torch.ones(64, 3)
+    mask[:10, 0] = 0  # ten values of the first dimension missing
+    masked = ccc_loss(torch.tensor(p), torch.tensor(t), mask)
+    first = concordance(p[10:, 0], t[10:, 0])
+    assert float(masked) == pytest.approx(1 - np.mean([first, *by_hand[1:]]), abs=1e-6)
+
+
+def test_soft_cross_entropy_is_cross_entropy_for_one_hot_and_weighting_learns():
+    logits = torch.randn(8, 4)
+    labels = torch.randint(0, 4, (8,))
+    assert float(soft_cross_entropy(logits, F.one_hot(labels, 4).float())) == pytest.approx(
+        float(F.cross_entropy(logits, labels)), abs=1e-6)
+    uniform = torch.full((8, 4), 0.25)
+    assert float(soft_cross_entropy(torch.zeros(8, 4), uniform)) == pytest.approx(math.log(4), abs=1e-6)
+    weighting = UncertaintyWeighting(["categorical", "dimensional"])
+    total = weighting({"categorical": torch.tensor(2.0), "dimensional": torch.tensor(0.5)})
+    assert float(total) == pytest.approx(2.5)  # log-variances start at 0: plain sum
+    total.backward()
+    assert weighting.log_variance.grad.tolist() == pytest.approx([1 - 2.0, 1 - 0.5])
+    with pytest.raises(InvalidInput, match="missing"):
+        weighting({"categorical": torch.tensor(1.0)})
