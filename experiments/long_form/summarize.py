@@ -18,7 +18,7 @@ def main() -> None:
     runs = [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("fold_*.json"))]
     if not runs:
         raise SystemExit(f"no results/fold_*.json under {HERE}: run run.py first")
-    names = list(runs[0]["rows"])
+    names = list(dict.fromkeys(name for r in runs for name in r["rows"]))
     print(f"{len(runs)} folds; recordings of {np.mean([r['recording']['seconds'] for r in runs]):.0f} s on average "
           f"({sum(r['recording']['utterances'] for r in runs)} utterances in all); Whisper WER on the reference "
           f"segments {100 * np.mean([r['reference_transcript_wer_of_whisper'] for r in runs]):.1f} "
@@ -29,7 +29,7 @@ def main() -> None:
     for name in names:
         cells = []
         for key, _ in METRICS:
-            values = [r["rows"][name][key] for r in runs if key in r["rows"][name]]
+            values = [r["rows"][name][key] for r in runs if key in r["rows"].get(name, {})]
             if values:
                 summary.setdefault(name, {})[key] = (float(np.mean(values)), float(np.std(values)))
                 cells.append(f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}")
@@ -45,7 +45,7 @@ def main() -> None:
 
     figure, axis = plt.subplots(figsize=(8, 3.8))
     for k, name in enumerate(names):
-        values = [100 * r["rows"][name]["UA"] for r in runs]
+        values = [100 * r["rows"][name]["UA"] for r in runs if name in r["rows"]]
         axis.bar(k, np.mean(values), yerr=np.std(values), capsize=4, color=f"C{k}")
         axis.scatter([k] * len(values), values, color="black", s=10, zorder=3)
     axis.axhline(25, color="grey", linestyle=":", label="chance (4 classes)")

@@ -77,6 +77,8 @@ class PredictOptions:
     min_speech: float = option(0.25, help="shortest speech segment kept, seconds")
     min_silence: float = option(0.3, help="shortest pause that ends a segment, seconds")
     vad_padding: float = option(0.1, help="seconds added on each side of a segment")
+    vad_padding_after: float | None = option(None, help="seconds added after a segment, when it differs from "
+                                                        "--vad-padding (e.g. the training clips' trailing silence)")
     max_segment: float = option(20.0, help="longer segments are split at their quietest point, seconds")
 
 
@@ -129,7 +131,8 @@ def predict_long(paths: list[str | Path], o: PredictOptions, predictor: Predicto
     from mmemo.longform.vad import VadOptions
 
     vad = VadOptions(threshold=o.vad_threshold, min_speech=o.min_speech, min_silence=o.min_silence,
-                     padding=o.vad_padding, max_segment=min(o.max_segment, o.max_seconds))
+                     padding=o.vad_padding, padding_after=o.vad_padding_after,
+                     max_segment=min(o.max_segment, o.max_seconds))
     pipeline = LongFormPipeline(predictor, LongFormOptions(
         vad=vad, diarize=o.diarize, num_speakers=o.num_speakers, asr=o.asr,
         asr_language=None if (o.asr_language or "").lower() == "auto" else o.asr_language,

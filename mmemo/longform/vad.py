@@ -34,13 +34,19 @@ class VadOptions:
     min_silence: float = 0.3     # s: shorter pauses do not end a segment
     padding: float = 0.1         # s added on each side (clipped to the neighbours and the file)
     max_segment: float = 20.0    # s: longer segments are split at their quietest point
+    #: s added after each segment when it differs from ``padding`` (before): e.g. to match the silence
+    #: margins of the clips a model was trained on (experiments/long_form)
+    padding_after: float | None = None
 
     def __post_init__(self):
         checks = {"threshold": 0 < self.threshold < 1, "min_speech": self.min_speech >= 0,
                   "min_silence": self.min_silence >= 0, "padding": self.padding >= 0,
-                  "max_segment": self.max_segment >= 1.0}
+                  "max_segment": self.max_segment >= 1.0,
+                  "padding_after": self.padding_after is None or self.padding_after >= 0}
         for name, ok in checks.items():
             value = getattr(self, name)
+            if name == "padding_after" and value is None:
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
                 raise InvalidInput(f"VAD option {name}={value!r} is out of range "
                                    "(threshold in (0, 1), durations >= 0 s, max_segment >= 1 s)")
@@ -109,16 +115,35 @@ def segments_of(activity: VoiceActivity, options: VadOptions) -> list[tuple[floa
 
     if not len(activity.probs):
         return []
+    asymmetric = options.padding_after is not None and options.padding_after != options.padding
     found = get_speech_timestamps_from_probs(
         activity.probs.tolist(), sampling_rate=SAMPLE_RATE, threshold=options.threshold,
         min_speech_duration_ms=int(options.min_speech * 1000), min_silence_duration_ms=int(options.min_silence * 1000),
-        speech_pad_ms=int(options.padding * 1000), audio_length_samples=int(round(activity.seconds * SAMPLE_RATE)),
-        return_seconds=False)
+        speech_pad_ms=0 if asymmetric else int(options.padding * 1000),
+        audio_length_samples=int(round(activity.seconds * SAMPLE_RATE)), return_seconds=False)
     spans = [(f["start"] / SAMPLE_RATE, min(f["end"] / SAMPLE_RATE, activity.seconds)) for f in found]
+    if asymmetric:
+        spans = pad_spans(spans, options.padding, options.padding_after, activity.seconds)
     out: list[tuple[float, float]] = []
     for start, end in spans:
         out += split_long(start, end, activity.energy, activity.window_seconds, options.max_segment)
     return [(round(s, 3), round(e, 3)) for s, e in out if e > s]
+
+
+def pad_spans(spans: list[tuple[float, float]], before: float, after: float, total: float
+              ) -> list[tuple[float, float]]:
+    """Extend each span by ``before``/``after`` seconds; a pause shorter than both is shared between
+    its two neighbours in that proportion, so padded segments never overlap."""
+    out = [list(span) for span in spans]
+    for i, span in enumerate(out):
+        previous_end = spans[i - 1][1] if i else 0.0
+        next_start = spans[i + 1][0] if i + 1 < len(spans) else total
+        gap_before = spans[i][0] - previous_end
+        gap_after = next_start - spans[i][1]
+        share = before / (before + after) if before + after > 0 else 0.5
+        span[0] = spans[i][0] - (min(before, gap_before * share) if i else min(before, gap_before))
+        span[1] = spans[i][1] + (min(after, gap_after * (1 - share)) if i + 1 < len(spans) else min(after, gap_after))
+    return [(max(0.0, a), min(total, b)) for a, b in out]
 
 
 def split_long(start: float, end: float, energy: np.ndarray, window: float, limit: float) -> list[tuple[float, float]]:
@@ -213,7 +238,8 @@ class StreamSegmenter:
 
     def _close(self, end_window: int, reopen: bool = False) -> list:
         o = self.options
-        pad = int(o.padding * SAMPLE_RATE)
+        # padding after a segment is at most the silence that closed it (the stream cannot wait longer)
+        pad = int((o.padding if o.padding_after is None else o.padding_after) * SAMPLE_RATE)
         end_sample = min(end_window * WINDOW + (0 if reopen else pad), self.held_from + len(self.held))
         wave = self.held[: max(0, end_sample - self.held_from)]
         start_s, end_s = max(0, self.held_from) / SAMPLE_RATE, end_sample / SAMPLE_RATE

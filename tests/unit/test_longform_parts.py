@@ -55,3 +55,19 @@ def test_clustering_separates_two_voices_and_honours_a_given_count():
     assert set(cluster(points, 1).tolist()) == {0}
     with pytest.raises(InvalidInput, match="num-speakers"):
         cluster(points, 0)
+
+
+def test_asymmetric_padding_shares_short_pauses_and_never_overlaps():
+    from mmemo.longform.vad import pad_spans
+
+    spans = [(1.0, 2.0), (2.4, 3.0), (5.0, 6.0)]
+    padded = pad_spans(spans, 0.2, 0.6, 6.3)
+    assert padded[0] == (0.8, pytest.approx(2.3))   # the 0.4 s pause split 1:3 (0.2 before : 0.6 after)
+    assert padded[1][0] == pytest.approx(2.3) and padded[1][1] == pytest.approx(3.6)
+    assert padded[2] == (pytest.approx(4.8), 6.3)  # clipped to the file's end
+    assert all(a[1] <= b[0] + 1e-9 for a, b in zip(padded, padded[1:]))
+    probs = np.zeros(200, np.float32)
+    probs[50:100] = 0.9
+    activity = VoiceActivity(probs, np.ones(200, np.float32), 200 * WINDOW)
+    [(start, end)] = segments_of(activity, VadOptions(padding=0.2, padding_after=0.6))
+    assert start == pytest.approx(1.6 - 0.2, abs=0.04) and end == pytest.approx(3.2 + 0.6, abs=0.04)
