@@ -228,6 +228,7 @@ def _add_monitor_parser(sub) -> None:
     backtest.add_argument("--sweep", default=None, help="threshold=START:STOP:STEP or duration=V1,V2,...: "
                                                         "evaluate every rule over the grid and plot the trade-off")
     backtest.add_argument("--asr", default=None, help="Whisper model transcribing each segment (text branches)")
+    backtest.add_argument("--asr-cache", default="cache/transcripts", help="segment transcripts cached here")
     backtest.add_argument("--tolerance", type=float, default=1.0, help="seconds after an event an alert still hits it")
     backtest.add_argument("--merge-gap", type=float, default=1.0, help="reference spans closer than this are one event")
     backtest.add_argument("--out", default="backtest", help="folder for backtest.json/.csv and the plot")
@@ -242,7 +243,7 @@ def cmd_monitor_backtest(args: argparse.Namespace) -> None:
     sweep = parse_sweep(args.sweep) if args.sweep else None
     pairs = find_recordings(args.data)
     predictor = Predictor.from_source(args.model, args.device)
-    pipeline = LongFormPipeline(predictor, LongFormOptions(asr=args.asr, granularity="frame"))
+    pipeline = LongFormPipeline(predictor, LongFormOptions(asr=args.asr, asr_cache=args.asr_cache, granularity="frame"))
     recordings = score_recordings(pairs, pipeline, list(predictor.classes))
     rows = backtest(args.rules, recordings, list(predictor.classes), sweep=sweep, tolerance=args.tolerance,
                     merge_gap=args.merge_gap)
