@@ -79,12 +79,15 @@ def cmd_eval_long_form(argv: list[str]) -> None:
     parser.add_argument("--diarize", action="store_true")
     parser.add_argument("--num-speakers", type=int, default=None)
     parser.add_argument("--asr", default=None, help="Whisper model transcribing each segment")
+    parser.add_argument("--vad-padding", type=float, default=0.1, help="seconds added before each segment")
+    parser.add_argument("--vad-padding-after", type=float, default=None, help="seconds added after each segment")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     try:
         report = evaluate_long_form(args.data, model=args.model, hypothesis=args.hypothesis, diarize=args.diarize,
-                                    num_speakers=args.num_speakers, asr=args.asr, device=args.device)
+                                    num_speakers=args.num_speakers, asr=args.asr, device=args.device,
+                                    padding=(args.vad_padding, args.vad_padding_after))
     except USER_ERRORS as error:
         report_user_error(error)
         return
@@ -229,6 +232,9 @@ def _add_monitor_parser(sub) -> None:
                                                         "evaluate every rule over the grid and plot the trade-off")
     backtest.add_argument("--asr", default=None, help="Whisper model transcribing each segment (text branches)")
     backtest.add_argument("--asr-cache", default="cache/transcripts", help="segment transcripts cached here")
+    backtest.add_argument("--vad-padding", type=float, default=0.1, help="seconds added before each segment")
+    backtest.add_argument("--vad-padding-after", type=float, default=None,
+                          help="seconds added after each segment (default: --vad-padding)")
     backtest.add_argument("--tolerance", type=float, default=1.0, help="seconds after an event an alert still hits it")
     backtest.add_argument("--merge-gap", type=float, default=1.0, help="reference spans closer than this are one event")
     backtest.add_argument("--out", default="backtest", help="folder for backtest.json/.csv and the plot")
@@ -243,7 +249,11 @@ def cmd_monitor_backtest(args: argparse.Namespace) -> None:
     sweep = parse_sweep(args.sweep) if args.sweep else None
     pairs = find_recordings(args.data)
     predictor = Predictor.from_source(args.model, args.device)
-    pipeline = LongFormPipeline(predictor, LongFormOptions(asr=args.asr, asr_cache=args.asr_cache, granularity="frame"))
+    from mmemo.longform.vad import VadOptions
+
+    vad = VadOptions(padding=args.vad_padding, padding_after=args.vad_padding_after)
+    pipeline = LongFormPipeline(predictor, LongFormOptions(vad=vad, asr=args.asr, asr_cache=args.asr_cache,
+                                                           granularity="frame"))
     recordings = score_recordings(pairs, pipeline, list(predictor.classes))
     rows = backtest(args.rules, recordings, list(predictor.classes), sweep=sweep, tolerance=args.tolerance,
                     merge_gap=args.merge_gap)

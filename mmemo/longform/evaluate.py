@@ -38,7 +38,8 @@ def score_recording(reference_rttm: Path, hypothesis: list[tuple[float, float, s
 
 def evaluate_long_form(data: list[str | Path], *, model: str | None = None, hypothesis: str | Path | None = None,
                        classes: list[str] | None = None, diarize: bool = False, num_speakers: int | None = None,
-                       asr: str | None = None, device: str = "cpu") -> dict:
+                       asr: str | None = None, device: str = "cpu",
+                       padding: tuple[float, float | None] = (0.1, None)) -> dict:
     from mmemo.monitor.backtest import find_recordings
 
     pairs = find_recordings(data)
@@ -51,8 +52,11 @@ def evaluate_long_form(data: list[str | Path], *, model: str | None = None, hypo
 
         predictor = Predictor.from_source(model, device)
         classes = list(predictor.classes)
-        pipeline = LongFormPipeline(predictor, LongFormOptions(diarize=diarize, num_speakers=num_speakers, asr=asr,
-                                                               granularity="utterance"))
+        from mmemo.longform.vad import VadOptions
+
+        vad = VadOptions(padding=padding[0], padding_after=padding[1])
+        pipeline = LongFormPipeline(predictor, LongFormOptions(vad=vad, diarize=diarize, num_speakers=num_speakers,
+                                                               asr=asr, granularity="utterance"))
     rows, pooled_ref, pooled_hyp = [], [], []
     offset = 0.0
     for audio, rttm in pairs:

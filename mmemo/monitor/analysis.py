@@ -71,8 +71,11 @@ def _long_form_pipeline(predictor, settings: MonitorSettings):
     from mmemo.longform.pipeline import LongFormOptions, LongFormPipeline
 
     language = None if (settings.asr_language or "").lower() == "auto" else settings.asr_language
+    from mmemo.longform.vad import VadOptions
+
+    vad = VadOptions(padding=settings.vad_padding, padding_after=settings.vad_padding_after)
     return LongFormPipeline(predictor, LongFormOptions(
-        diarize=settings.diarize, num_speakers=settings.num_speakers, asr=settings.asr, asr_language=language,
+        vad=vad, diarize=settings.diarize, num_speakers=settings.num_speakers, asr=settings.asr, asr_language=language,
         asr_cache=str(Path(settings.data_dir) / "transcripts"), granularity="frame", smooth=settings.smooth))
 
 

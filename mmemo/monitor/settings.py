@@ -98,6 +98,9 @@ class MonitorSettings:
     asr: str | None = option(None, metavar="WHISPER", help="with --segments vad: transcribe each segment (any Whisper "
                                                            "format) so a text branch gets text")
     asr_language: str | None = option("en", help="ASR language for multilingual Whisper models ('auto': detect)")
+    vad_padding: float = option(0.1, help="with --segments vad: seconds added before each segment")
+    vad_padding_after: float | None = option(None, help="with --segments vad: seconds added after each segment "
+                                                        "(default: --vad-padding); match the training clips' margins")
     smtp_host: str | None = option(None, help="SMTP server for e-mail actions (none: e-mail actions fail clearly)")
     smtp_port: int = option(25, help="SMTP port")
     smtp_from: str = option("mmemo@localhost", help="sender address of alert e-mails")
