@@ -65,16 +65,25 @@ class VoiceActivity:
         return WINDOW / SAMPLE_RATE
 
 
+def silero():
+    """The ``silero_vad`` module, imported without its side effect: importing it calls
+    ``torch.set_num_threads(1)`` for the whole process, which would leave Whisper and the emotion
+    model on one core."""
+    threads = torch.get_num_threads()
+    import silero_vad
+
+    torch.set_num_threads(threads)
+    return silero_vad
+
+
 class SileroVad:
     """The Silero VAD network (JIT, from the ``silero-vad`` package), one instance per thread."""
 
     name = "silero"
 
     def __init__(self, options: VadOptions | None = None):
-        from silero_vad import load_silero_vad
-
         self.options = options or VadOptions()
-        self.model = load_silero_vad(onnx=False)
+        self.model = silero().load_silero_vad(onnx=False)
         self.model.eval()
 
     def activity(self, path: str | Path, *, key: str | None = None, block_seconds: float = 60.0) -> VoiceActivity:
@@ -111,8 +120,7 @@ class SileroVad:
 
 def segments_of(activity: VoiceActivity, options: VadOptions) -> list[tuple[float, float]]:
     """Silero's hysteresis over the probabilities, then long segments split at low energy."""
-    from silero_vad import get_speech_timestamps_from_probs
-
+    get_speech_timestamps_from_probs = silero().get_speech_timestamps_from_probs
     if not len(activity.probs):
         return []
     asymmetric = options.padding_after is not None and options.padding_after != options.padding

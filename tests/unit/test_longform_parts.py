@@ -71,3 +71,17 @@ def test_asymmetric_padding_shares_short_pauses_and_never_overlaps():
     activity = VoiceActivity(probs, np.ones(200, np.float32), 200 * WINDOW)
     [(start, end)] = segments_of(activity, VadOptions(padding=0.2, padding_after=0.6))
     assert start == pytest.approx(1.6 - 0.2, abs=0.04) and end == pytest.approx(3.2 + 0.6, abs=0.04)
+
+
+def test_loading_silero_leaves_torch_threads_alone():
+    """In a fresh process: the package alone drops torch to one thread; mmemo's loader keeps the setting."""
+    import subprocess
+    import sys
+
+    def threads_after(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(2); " + code +
+                               "; print(torch.get_num_threads())"], capture_output=True, text=True,
+                              check=True).stdout.split()[-1]
+
+    assert threads_after("import silero_vad") == "1"  # the hazard is real
+    assert threads_after("from mmemo.longform.vad import SileroVad; SileroVad()") == "2"
