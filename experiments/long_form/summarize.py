@@ -43,16 +43,17 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 3.8))
+    figure, axis = plt.subplots(figsize=(9, 4.2))
     for k, name in enumerate(names):
         values = [100 * r["rows"][name]["UA"] for r in runs if name in r["rows"]]
         axis.bar(k, np.mean(values), yerr=np.std(values), capsize=4, color=f"C{k}")
         axis.scatter([k] * len(values), values, color="black", s=10, zorder=3)
     axis.axhline(25, color="grey", linestyle=":", label="chance (4 classes)")
     axis.set_xticks(range(len(names)), [n.replace(" + ", "\n+ ").replace(" (the pipeline)", "\n(pipeline)")
+                                        .replace(", margins", ",\nmargins").replace(", no text", ",\nno text")
                                         for n in names], fontsize=8)
     axis.set_ylabel("segment UA % (mean ± std, dots: folds)")
-    axis.set_title("The same speech + text checkpoint, four ways to reach its segments and text")
+    axis.set_title(f"The same speech + text checkpoint, {len(names)} ways to reach its segments and text")
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(HERE / "results" / "long_form_ua.png", dpi=120)
