@@ -13,7 +13,8 @@ from mmemo.monitor.auth import RedactSecrets
 from mmemo.monitor.delivery import AlertDispatcher
 from mmemo.monitor.destinations import DestinationError, check_resolved, check_url
 from mmemo.monitor.engine import Alert
-from mmemo.monitor.rules import RulesError, RulesFile, default_rules_path, load_rules, parse_rules
+from mmemo.monitor.rules import RulesError, default_rules_path, load_rules, parse_rules
+from mmemo.monitor.rules_file import RulesFile
 from mmemo.monitor.settings import MonitorSettings, SettingsError, weak_token
 from mmemo.monitor.store import ResultStore
 

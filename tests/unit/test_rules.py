@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mmemo.monitor.engine import AlertEngine, frames_needed
-from mmemo.monitor.rules import RulesError, RulesFile, default_rules_path, load_rules, parse_rules
+from mmemo.monitor.rules import RulesError, default_rules_path, load_rules, parse_rules
+from mmemo.monitor.rules_file import RulesFile
 
 CLASSES = ["angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "<unk>"]
 RATE = 50.0  # frames per second, emotion2vec's
