@@ -18,9 +18,11 @@ import numpy as np
 
 from mmemo.data.audio import load_audio
 from mmemo.errors import MediaError
-from mmemo.longform.vad import SileroVad, VadOptions
+from mmemo.longform.vad import SileroVad, VadOptions, segments_of
 
 log = logging.getLogger(__name__)
+#: Segments decoded, transcribed and scored together: memory holds at most this many segments.
+CHUNK = 16
 
 
 @dataclass
@@ -132,12 +134,8 @@ class LongFormPipeline:
         seconds: dict[str, float] = {}
         clock = time.perf_counter()
         activity = self.vad.activity(path, key=audio_id)
-        from mmemo.longform.vad import segments_of
-
         spans = segments_of(activity, self.vad.options)
         seconds["vad"] = time.perf_counter() - clock
-        waves: dict[tuple[float, float], np.ndarray] = {}
-
         def wave_of(start: float, end: float) -> np.ndarray:
             return load_audio(path, key=audio_id, start=start, end=end, silence_dbfs=None).wave
 
@@ -149,22 +147,29 @@ class LongFormPipeline:
         else:
             pieces = [(s, e, None) for s, e in spans]
         segments = [SegmentResult(start, end, speaker) for start, end, speaker in pieces if end - start >= 0.05]
-        for segment in segments:
-            try:
-                waves[(segment.start, segment.end)] = wave_of(segment.start, segment.end)
-            except MediaError as error:
-                segment.error = str(error)
-        if self.transcriber is not None:
+        seconds["asr"], seconds["emotion"] = 0.0, 0.0
+        bar = tqdm(total=len(segments), desc="segments", unit="seg", disable=not progress)
+        for begin in range(0, len(segments), CHUNK):  # a few segments in memory at a time, whatever the length
+            chunk = segments[begin: begin + CHUNK]
+            waves: dict[int, np.ndarray] = {}
+            for index, segment in enumerate(chunk):
+                try:
+                    waves[index] = wave_of(segment.start, segment.end)
+                except MediaError as error:
+                    segment.error = str(error)
+            if self.transcriber is not None:
+                clock = time.perf_counter()
+                for index, wave in waves.items():
+                    found = self.transcriber.transcribe(wave, chunk[index].start)
+                    chunk[index].text, chunk[index].words = found["text"], found["words"]
+                seconds["asr"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            for segment in tqdm(segments, desc="ASR segments", unit="seg", disable=not progress):
-                wave = waves.get((segment.start, segment.end))
-                if wave is not None:
-                    found = self.transcriber.transcribe(wave, segment.start)
-                    segment.text, segment.words = found["text"], found["words"]
-            seconds["asr"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        self._score(segments, waves)
-        seconds["emotion"] = time.perf_counter() - clock
+            self._score(chunk, waves)
+            seconds["emotion"] += time.perf_counter() - clock
+            bar.update(len(chunk))
+        bar.close()
+        if self.transcriber is None:
+            del seconds["asr"]
         models = {"vad": getattr(self.vad, "name", "vad"), "emotion": self.predictor.model_id}
         if self.diarizer is not None:
             models["diarization"] = self.diarizer.name
@@ -173,13 +178,13 @@ class LongFormPipeline:
         return LongFormResult(audio_id, str(path), activity.seconds, list(self.predictor.classes), segments,
                               {k: round(v, 4) for k, v in seconds.items()}, models)
 
-    def _score(self, segments: list[SegmentResult], waves: dict) -> None:
-        usable = [s for s in segments if (s.start, s.end) in waves]
+    def _score(self, segments: list[SegmentResult], waves: dict[int, np.ndarray]) -> None:
+        usable = [s for i, s in enumerate(segments) if i in waves]
         if not usable:
             return
         frames = self.options.granularity == "frame" and self.predictor.supports_frames
         texts = [s.text or "" for s in usable] if getattr(self.predictor.model, "text", None) is not None else None
-        scored = self.predictor.predict_waveforms([waves[(s.start, s.end)] for s in usable],
+        scored = self.predictor.predict_waveforms([waves[i] for i in sorted(waves)],
                                                   [f"{s.start:.3f}-{s.end:.3f}" for s in usable],
                                                   granularity="frame" if frames else "utterance",
                                                   smooth=self.options.smooth, texts=texts)

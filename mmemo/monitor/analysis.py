@@ -64,10 +64,9 @@ def _long_form_pipeline(predictor, settings: MonitorSettings):
     if settings.segments != "vad":
         return None
     from mmemo.longform.pipeline import LongFormOptions, LongFormPipeline
-
-    language = None if (settings.asr_language or "").lower() == "auto" else settings.asr_language
     from mmemo.longform.vad import VadOptions
 
+    language = None if (settings.asr_language or "").lower() == "auto" else settings.asr_language
     vad = VadOptions(padding=settings.vad_padding, padding_after=settings.vad_padding_after)
     return LongFormPipeline(predictor, LongFormOptions(
         vad=vad, diarize=settings.diarize, num_speakers=settings.num_speakers, asr=settings.asr, asr_language=language,
@@ -229,9 +228,8 @@ class Monitor:
                 continue
             if mask is not None:
                 seg_probs = mask(seg_probs)
-                masked = mask(np.array([segment.scores[c] for c in self.classes]))
-                segment.scores = {c: round(float(v), 5) for c, v in zip(self.classes, masked)}
-                segment.label, segment.confidence = self.classes[int(masked.argmax())], float(masked.max())
+                segment.scores, segment.label, segment.confidence = self.rules_file.ruleset.restrict(
+                    self.classes, segment.scores)
             # one rule session per segment: a window never spans the silence between two segments
             session = self.engine.session(channel, audio_id, period, start_time=received)
             alerts += self._raise_alerts(session.feed(seg_times, seg_probs))
@@ -277,9 +275,8 @@ class Monitor:
         mask = self.rules_file.ruleset.mask(self.classes)
         if mask is not None:  # the rules file watches a subset of the model's classes
             probs = mask(probs)
-            masked = mask(np.array([prediction.scores[c] for c in self.classes]))
-            prediction.scores = {c: float(v) for c, v in zip(self.classes, masked)}
-            prediction.label, prediction.confidence = self.classes[int(masked.argmax())], float(masked.max())
+            prediction.scores, prediction.label, prediction.confidence = self.rules_file.ruleset.restrict(
+                self.classes, prediction.scores)
             if timeline is not None:
                 timeline.scores = probs
         session = self.engine.session(channel, audio_id, period, start_time=received)

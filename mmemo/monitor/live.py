@@ -81,11 +81,8 @@ class LiveStream:
             segment = {"start": start, "end": end, "speaker": None, "text": found["text"], "words": found["words"],
                        "label": None, "confidence": None, "scores": {}}
             if prediction.ok:
-                scores = np.array([prediction.scores[c] for c in monitor.classes])
-                mask = monitor.rules_file.ruleset.mask(monitor.classes)
-                scores = mask(scores) if mask is not None else scores
-                segment.update(label=monitor.classes[int(scores.argmax())], confidence=round(float(scores.max()), 5),
-                               scores={c: round(float(v), 5) for c, v in zip(monitor.classes, scores)})
+                scores, label, confidence = monitor.rules_file.ruleset.restrict(monitor.classes, prediction.scores)
+                segment.update(label=label, confidence=round(confidence, 5), scores=scores)
             else:
                 segment["error"] = prediction.error
             self.segments.append(segment)

