@@ -30,8 +30,10 @@ def config_dir() -> Path:
 
 
 def register_resolvers() -> None:
-    """Resolvers used in configs: ``${packaged_model:module,fallback}``, ``${cwd:}`` and
-    ``${folder_name:path}`` (the last component of a path: a corpus named after its folder)."""
+    """Resolvers used in configs: ``${packaged_model:module,fallback}``, ``${cwd:}``,
+    ``${folder_name:path}`` (the last component of a path: a corpus named after its folder) and
+    ``${selection:task}`` (the validation metric a task selects checkpoints on)."""
+    from mmemo.data.targets import selection_metric
     from mmemo.encoders.packaged import packaged_model_dir
 
     if not OmegaConf.has_resolver("packaged_model"):
@@ -40,6 +42,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("cwd", os.getcwd)
     if not OmegaConf.has_resolver("folder_name"):
         OmegaConf.register_new_resolver("folder_name", folder_name)
+    if not OmegaConf.has_resolver("selection"):
+        OmegaConf.register_new_resolver("selection", selection_metric)
 
 
 def folder_name(path) -> str:

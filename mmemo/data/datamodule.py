@@ -34,12 +34,14 @@ from mmemo.data.audio import (
     load_audio,
     silence_peak,
 )
+from mmemo.data.audio_scan import scan_audio
 from mmemo.data.datasets import EmotionDataset, Example, collate
-from mmemo.data.folds import Splits, audio_root_of, read_fold
+from mmemo.data.folds import Splits, audio_root_of, corpus_info, read_fold
 from mmemo.data.labels import LabelMap
 from mmemo.data.leakage import check_duplicate_audio
 from mmemo.data.manifest import Issue, IssueCollector, Source, Utterance, resolve_audio_paths, resolve_video_paths
 from mmemo.data.sampling import LengthBucketSampler
+from mmemo.data.targets import Dimension, attach_targets, check_task, resolve_dimensions, uses_dimensions
 from mmemo.errors import InvalidInput, MediaError
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,9 @@ class EmotionDataModule(L.LightningDataModule):
         video: dict | None = None,
         output_dir: str | None = None,
         seed: int = 0,
+        task: str = "categorical",
+        dimensions: dict | list | None = None,
+        missing_dimensions: str = "error",
     ):
         super().__init__()
         if on_bad_audio not in BAD_AUDIO_POLICIES:
@@ -129,6 +134,13 @@ class EmotionDataModule(L.LightningDataModule):
         self.use_video = use_video
         self.decode_video = decode_video
         self.seed = seed
+        self.task = check_task(task)
+        self.dimensions_spec = dimensions
+        if missing_dimensions not in ("error", "allow"):
+            raise InvalidInput(f"data.missing_dimensions must be 'error' or 'allow', got {missing_dimensions!r}")
+        self.missing_dimensions = missing_dimensions
+        #: The dimensions learnt (names and declared scales), for dimensional and multi-task runs.
+        self.dimensions: list[Dimension] = []
         self.label_map: LabelMap | None = None
         self.datasets: dict[str, EmotionDataset] = {}
         self.skipped: list[tuple[str, str, str, str]] = []  # split, key, file, reason
@@ -157,7 +169,8 @@ class EmotionDataModule(L.LightningDataModule):
                                         observed=[u.emo for u in splits.train])
         labelled: dict[str, tuple[list[Utterance], list[int]]] = {}
         for split, utterances in splits.items():
-            kept, targets, dropped = self.label_map.apply(utterances, problems)
+            kept, targets, dropped = self.label_map.apply(utterances, problems,
+                                                          keep_dropped=self.task == "dimensional")
             if dropped:
                 log.info("%s: dropped %d utterances by the label map (%s)", split,
                          sum(dropped.values()), dict(dropped))
@@ -186,6 +199,11 @@ class EmotionDataModule(L.LightningDataModule):
         self.splits = splits
         self.fingerprint = provenance.fingerprint(splits, self.label_map)
         examples = {split: [Example(u, t) for u, t in zip(*pair)] for split, pair in labelled.items()}
+        if uses_dimensions(self.task):
+            self.dimensions = resolve_dimensions(self.dimensions_spec, corpus_info(self.root).get("dimensions"),
+                                                 self.name)
+        attach_targets(examples, self.task, self.dimensions, self.label_map.classes,
+                       required=self.missing_dimensions == "error")
         decoding = self.use_audio and self.decode_audio
         if decoding:
             examples = self._scan_audio(examples)
@@ -266,44 +284,14 @@ class EmotionDataModule(L.LightningDataModule):
                           max_seconds=self.max_seconds, crop=self.crop, silence_dbfs=self.silence_dbfs)
 
     def _scan_audio(self, examples: dict[str, list[Example]]) -> dict[str, list[Example]]:
-        """Decode every clip once: reject or skip bad ones, and keep waves in memory if they fit."""
-        total = sum(len(v) for v in examples.values())
-        budget = self.audio_memory_bytes
-        stats: Counter = Counter()
-        bad: list[AudioError] = []
-        kept_examples: dict[str, list[Example]] = {}
-        progress = tqdm(total=total, desc="checking audio", unit="clip", leave=False)
-        for split, split_examples in examples.items():
-            kept_examples[split] = []
-            for example in split_examples:
-                u = example.utterance
-                progress.update()
-                try:
-                    clip = self._load_clip(u)
-                except AudioError as error:
-                    bad.append(error)
-                    self.skipped.append((split, u.key, str(u.audio_path), error.reason))
-                    continue
-                stats["cropped"] += clip.cropped
-                stats["resampled"] += clip.source_rate != 16_000
-                stats["downmixed"] += clip.source_channels > 1
-                example.seconds = clip.seconds
-                if budget >= clip.wave.nbytes:
-                    example.wave = clip.wave
-                    budget -= clip.wave.nbytes
-                kept_examples[split].append(example)
-        progress.close()
+        """Decode every clip once (:func:`~mmemo.data.audio_scan.scan_audio`), then apply the bad-audio policy."""
+        kept, bad = scan_audio(examples, self._load_clip, self.audio_memory_bytes, self.skipped,
+                               max_seconds=self.max_seconds, crop=self.crop)
         self._handle_bad_audio(bad)
-        if stats["cropped"]:
-            log.info("cropped %d clip(s) longer than data.max_seconds=%s (policy: %s)",
-                     stats["cropped"], self.max_seconds, self.crop)
-        if stats["resampled"] or stats["downmixed"]:
-            log.info("resampled %d clip(s) to 16 kHz and downmixed %d multi-channel clip(s)",
-                     stats["resampled"], stats["downmixed"])
-        for split, split_examples in kept_examples.items():
+        for split, split_examples in kept.items():
             if not split_examples:
                 raise InvalidInput(f"no usable audio left in the {split} split of fold {self.fold}")
-        return kept_examples
+        return kept
 
     def _probe_videos(self) -> None:
         """Open each video and decode its first frame, so a corrupt file fails (or is skipped) now, not mid-epoch."""
@@ -369,7 +357,8 @@ class EmotionDataModule(L.LightningDataModule):
     def _log_summary(self, splits: Splits) -> None:
         assert self.label_map is not None
         for split, dataset in self.datasets.items():
-            counts = Counter(self.label_map.classes[e.label] for e in dataset.examples)
+            counts = Counter(self.label_map.classes[e.label] if e.label >= 0 else "(no class)"
+                             for e in dataset.examples)
             speakers = {e.utterance.speaker for e in dataset.examples}
             log.info("fold %d %s: %d utterances, %d speakers, %s", self.fold, split, len(dataset),
                      len(speakers), dict(sorted(counts.items())))

@@ -1,4 +1,5 @@
-"""One split as a torch Dataset of ``{key, speaker, text, label[, audio][, faces]}`` items, and their collation.
+"""One split as a torch Dataset of ``{key, speaker, text, label[, dimensions][, distribution][, audio][, faces]}``
+items, and their collation.
 
 Audio comes from memory (decoded once by the data module's setup) or is decoded on access.
 Extra per-item arrays (cached encoder features, ``<modality>_features``) are added by
@@ -23,6 +24,8 @@ class Example:
     label: int
     wave: np.ndarray | None = None  # decoded audio, kept when it fits the memory budget
     seconds: float = 0.0  # the clip's length as used (orders length-bucketed batches)
+    dimensions: list[float] | None = None  # normalised to [0, 1]; NaN where the line has no value
+    distribution: list[float] | None = None  # annotators' distribution over the classes (soft labels)
 
 
 class EmotionDataset(Dataset):
@@ -46,6 +49,10 @@ class EmotionDataset(Dataset):
             "text": example.utterance.text or "",
             "label": example.label,
         }
+        if example.dimensions is not None:
+            item["dimensions"] = example.dimensions
+        if example.distribution is not None:
+            item["distribution"] = example.distribution
         if self.with_audio:
             item["audio"] = example.wave if example.wave is not None else self._load(example.utterance)
         if self._load_faces is not None:
@@ -81,6 +88,12 @@ def collate(items: list[dict]) -> dict:
         "text": [item["text"] for item in items],
         "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
     }
+    if "dimensions" in items[0]:
+        values = torch.tensor([item["dimensions"] for item in items], dtype=torch.float32)
+        batch["dimensions_mask"] = ~torch.isnan(values)
+        batch["dimensions"] = torch.nan_to_num(values, nan=0.0)
+    if "distribution" in items[0]:
+        batch["distribution"] = torch.tensor([item["distribution"] for item in items], dtype=torch.float32)
     if "audio" in items[0]:
         batch["audio"], batch["audio_mask"] = pad_first_axis([item["audio"] for item in items])
     if "faces" in items[0]:

@@ -76,11 +76,12 @@ class LabelMap:
     def index(self, class_name: str) -> int:
         return self._index[class_name]
 
-    def apply(self, utterances: Iterable[Utterance], collect: IssueCollector | None = None
-              ) -> tuple[list[Utterance], list[int], Counter]:
+    def apply(self, utterances: Iterable[Utterance], collect: IssueCollector | None = None,
+              keep_dropped: bool = False) -> tuple[list[Utterance], list[int], Counter]:
         """Return kept utterances, their class indices and a count of dropped raw labels.
 
-        Every unknown label is reported with its file and line in one error.
+        Every unknown label is reported with its file and line in one error. ``keep_dropped``
+        (dimensional runs, which need no class) keeps deliberately dropped labels with class -1.
         """
         kept: list[Utterance] = []
         targets: list[int] = []
@@ -98,6 +99,9 @@ class LabelMap:
                 continue
             if name is None:
                 dropped[utterance.emo] += 1
+                if keep_dropped:
+                    kept.append(utterance)
+                    targets.append(-1)
                 continue
             kept.append(utterance)
             targets.append(self._index[name])

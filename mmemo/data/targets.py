@@ -15,11 +15,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mmemo.data.manifest import Issue, Utterance
+from mmemo.data.manifest import Issue, IssueCollector, Utterance
 from mmemo.errors import InvalidInput
 
 #: The usual dimensions; any other declared name works the same way.
 AVD = ("arousal", "valence", "dominance")
+#: What a run learns: classes (``emo``), dimensions, both, or annotators' distributions (``emo_dist``).
+TASKS = ("categorical", "dimensional", "multitask", "soft")
+#: The validation metric each task selects checkpoints on (``val/${selection:${task}}`` in the configs):
+#: UA for classes, the mean CCC over dimensions, their mean for multi-task runs.
+SELECTION = {"categorical": "UA", "soft": "UA", "dimensional": "CCC", "multitask": "UA_CCC"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,43 @@ def parse_dimensions(declared: Mapping[str, Sequence[float]] | None, where: str 
                                f"got {scale!r}")
         out.append(Dimension(name, float(scale[0]), float(scale[1])))
     return out
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise InvalidInput(f"task must be one of {list(TASKS)}, got {task!r}")
+    return task
+
+
+def selection_metric(task: str) -> str:
+    """The validation metric name a task's checkpoints are chosen on (``CCC`` for ``dimensional``)."""
+    return SELECTION[check_task(str(task))]
+
+
+def uses_dimensions(task: str) -> bool:
+    return task in ("dimensional", "multitask")
+
+
+def resolve_dimensions(spec: Mapping | Sequence[str] | None, declared: Mapping | None, corpus: str) -> list[Dimension]:
+    """The dimensions a run learns: ``spec`` as ``{name: [low, high]}`` (scales given here), as a list of
+    names (scales from the corpus's ``corpus.json``), or None (every dimension the corpus declares)."""
+    declared = dict(declared or {})
+    if spec is None:
+        if not declared:
+            raise InvalidInput(f"{corpus}: a dimensional task needs the corpus's dimensions and scales: its "
+                               "corpus.json declares none; set data.dimensions={arousal: [low, high], ...}")
+        return parse_dimensions(declared, f"{corpus}/corpus.json dimensions")
+    if isinstance(spec, Mapping):
+        return parse_dimensions(spec, "data.dimensions")
+    names = [str(n) for n in spec]
+    unknown = [n for n in names if n not in declared]
+    if unknown:
+        raise InvalidInput(f"data.dimensions names {unknown} but {corpus}'s corpus.json declares "
+                           f"{sorted(declared) or 'no dimensions'}; "
+                           "give scales as data.dimensions={name: [low, high]}")
+    if not names:
+        raise InvalidInput("data.dimensions is an empty list")
+    return parse_dimensions({n: declared[n] for n in names}, f"{corpus}/corpus.json dimensions")
 
 
 def dimensional_targets(utterance: Utterance, dimensions: Sequence[Dimension], *, required: bool = True
@@ -104,3 +146,30 @@ def label_distribution(utterance: Utterance, classes: Sequence[str], field: str 
     if total <= 0:
         return None, [Issue(utterance.source, f"{field!r} has no votes (all zero)")]
     return [float(raw.get(c, 0.0)) / total for c in classes], []
+
+
+def attach_targets(examples: Mapping[str, Sequence], task: str, dimensions: Sequence[Dimension],
+                   classes: Sequence[str], *, required: bool = True) -> None:
+    """Give each example (``.utterance``) the dimensional values and label distribution the task needs
+    (``.dimensions``, NaN where a value is missing; ``.distribution``); every problem of every line is
+    reported at once, as ``file:line``."""
+    problems = IssueCollector()
+    for items in examples.values():
+        for example in items:
+            utterance = example.utterance
+            if uses_dimensions(task):
+                values, issues = dimensional_targets(utterance, dimensions, required=required)
+                if values is None and not issues and task == "dimensional":
+                    issues = [Issue(utterance.source, "no value of any dimension "
+                                                      f"({', '.join(d.name for d in dimensions)})")]
+                problems.add(issues)
+                example.dimensions = [math.nan if v is None else v for v in values] if values \
+                    else [math.nan] * len(dimensions)
+            if task == "soft":
+                distribution, issues = label_distribution(utterance, classes)
+                if distribution is None and not issues:
+                    issues = [Issue(utterance.source, "a soft-label run needs 'emo_dist' (annotators' votes "
+                                                      "per class) on every line")]
+                problems.add(issues)
+                example.distribution = distribution
+    problems.raise_if_any()

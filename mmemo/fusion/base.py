@@ -31,7 +31,7 @@ from torch import nn
 
 from mmemo.encoders.base import EncoderOutput
 from mmemo.errors import InvalidInput
-from mmemo.fusion.layers import Standardize
+from mmemo.fusion.layers import Standardize, mlp
 
 #: How heads that pool first summarise a modality's frames.
 POOLINGS = ("mean", "mean_std")
@@ -41,12 +41,15 @@ _REGISTRY: dict[str, type[FusionHead]] = {}
 @dataclass
 class FusionOutput:
     """logits: [B,C]; aux_losses: extra training losses by name (added to the loss and logged);
-    embeddings: [B,E] by name; logs: scalars worth logging (e.g. a learned temperature)."""
+    embeddings: [B,E] by name (``fused``: what the head's classifier reads, which regression reads too);
+    logs: scalars worth logging (e.g. a learned temperature); present: [B] bool per modality, for
+    heads whose regression combines per-modality predictions (late fusion)."""
 
     logits: torch.Tensor
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    present: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class FusionHead(nn.Module):
@@ -81,6 +84,25 @@ class FusionHead(nn.Module):
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.pooled_dims[m])) for m in input_dims})
         sizes = input_dims if self.needs_frames else self.pooled_dims
         self.standardize = nn.ModuleDict({m: Standardize(d) for m, d in sizes.items()}) if self.normalize else None
+
+    def regressor(self, outputs: int, hidden: int = 256, dropout: float = 0.2) -> nn.Module:
+        """A regression head for ``outputs`` dimensions (arousal, valence, ...) on this head's fused
+        embedding, the vector its classifier reads; heads that fuse predictions (late) override it."""
+        return FusedRegressor(self.fused_dim(), outputs, hidden, dropout)
+
+    def fused_dim(self) -> int:
+        """Width of ``embeddings['fused']``, found by one forward pass on a dummy batch (in eval mode:
+        running statistics untouched), so no head has to restate its own arithmetic."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            dummy = {m: EncoderOutput(torch.zeros(2, 3, d), torch.ones(2, 3, dtype=torch.bool))
+                     for m, d in self.input_dims.items()}
+            output = self(dummy)
+        self.train(was_training)
+        if "fused" not in output.embeddings:
+            raise InvalidInput(f"fusion head {type(self).__name__} has no fused embedding to regress from")
+        return int(output.embeddings["fused"].shape[-1])
 
     def check_inputs(self, feats: dict[str, EncoderOutput]) -> None:
         unknown = set(feats) - set(self.modalities)
@@ -124,6 +146,17 @@ class FusionHead(nn.Module):
         if self.standardize is None:
             return feats
         return {m: replace(out, frames=self.standardize[m](out.frames, out.mask)) for m, out in feats.items()}
+
+
+class FusedRegressor(nn.Module):
+    """Dimensional values [B, D] from a head's fused embedding (the same MLP shape as its classifier)."""
+
+    def __init__(self, inputs: int, outputs: int, hidden: int, dropout: float):
+        super().__init__()
+        self.net = mlp(inputs, hidden, outputs, dropout)
+
+    def forward(self, output: FusionOutput) -> torch.Tensor:
+        return self.net(output.embeddings["fused"]).float()
 
 
 def register(name: str):

@@ -85,13 +85,15 @@ class JointEmbeddingFusion(FusionHead):
         available = torch.stack([present[m] for m in self.modalities]).float()[..., None]  # [M,B,1]
         stand_in = (stack * available).sum(0) / available.sum(0).clamp(min=1.0)
         slots = [torch.where(present[m][:, None], embedded[m], stand_in) for m in self.modalities]
-        logits = self.classifier(torch.cat(slots, -1))
+        fused = torch.cat(slots, -1)
+        logits = self.classifier(fused)
         aux = {}
         if self.align_weight > 0 and len(self.modalities) > 1 and (targets is not None or self.training):
             loss = self._alignment(embedded, present, targets)
             if loss is not None:
                 aux["align"] = self.align_weight * loss
-        return FusionOutput(logits, aux_losses=aux, embeddings={f"{m}_joint": embedded[m] for m in self.modalities},
+        embeddings = {**{f"{m}_joint": embedded[m] for m in self.modalities}, "fused": fused}
+        return FusionOutput(logits, aux_losses=aux, embeddings=embeddings,
                             logs={"temperature": self.temperature.detach()})
 
     def _alignment(self, embedded, present, targets) -> torch.Tensor | None:

@@ -11,6 +11,9 @@ as ``aux_<modality>``), so every branch learns to classify alone.
 
 Missing modality: the rule is applied over the modalities a sample has, so a
 sample without a transcript is classified by the speech branch alone.
+
+Dimensional targets (arousal, valence, ...) get one regressor per modality, averaged over the
+modalities a sample has (:class:`LateRegressor`).
 """
 
 from __future__ import annotations
@@ -59,4 +62,20 @@ class LateFusion(FusionHead):
                 if bool(present[m].any()):
                     loss = F.cross_entropy(logits[m][present[m]].float(), targets[present[m]])
                     aux[f"aux_{m}"] = self.aux_weight * loss
-        return FusionOutput(combined, aux_losses=aux, embeddings=pooled)
+        return FusionOutput(combined, aux_losses=aux, embeddings=pooled, present=present)
+
+    def regressor(self, outputs: int, hidden: int = 256, dropout: float = 0.2) -> nn.Module:
+        """Late fusion regresses as it classifies: one regressor per modality, averaged over the
+        modalities a sample has."""
+        return LateRegressor(self.pooled_dims, outputs, hidden, dropout)
+
+
+class LateRegressor(nn.Module):
+    def __init__(self, pooled_dims: dict[str, int], outputs: int, hidden: int, dropout: float):
+        super().__init__()
+        self.nets = nn.ModuleDict({m: mlp(d, hidden, outputs, dropout) for m, d in pooled_dims.items()})
+
+    def forward(self, output: FusionOutput) -> torch.Tensor:
+        values = torch.stack([self.nets[m](output.embeddings[m]).float() for m in self.nets])  # [M,B,D]
+        available = torch.stack([output.present[m] for m in self.nets]).float()[..., None]  # [M,B,1]
+        return (values * available).sum(0) / available.sum(0).clamp(min=1.0)

@@ -69,6 +69,12 @@ def build_model(cfg: DictConfig, datamodule):
     counts = Counter(e.label for e in datamodule.datasets["train"].examples)
     specs = model_specs(cfg)
     model_cfg = {k: v for k, v in container(cfg.model).items() if k not in (*MODALITIES, "_target_")}
+    task = getattr(datamodule, "task", "categorical")
+    if model_cfg.get("task", task) != task:
+        raise InvalidInput(f"model.task={model_cfg['task']} but data.task={task}: set the top-level task= "
+                           "(it sets both)")
+    if task != "categorical":
+        model_cfg |= {"task": task, "dimensions": [d.name for d in datamodule.dimensions]}
     model = model_class(cfg)(classes=list(datamodule.classes), **{m: specs.get(m) for m in MODALITIES},
                              class_counts=[counts.get(i, 0) for i in range(len(datamodule.classes))], **model_cfg)
     model.run_config = resolved_config(cfg)
@@ -118,6 +124,8 @@ def run_metadata(cfg: DictConfig, datamodule, started: float) -> dict:
         "fold": datamodule.fold,
         "seed": cfg.get("seed"),
         "classes": list(datamodule.classes),
+        "task": getattr(datamodule, "task", "categorical"),
+        "dimensions": {d.name: [d.low, d.high] for d in getattr(datamodule, "dimensions", [])},
         "data_fingerprint": datamodule.fingerprint,
         "data": datamodule.provenance(),
         "split_sizes": {name: len(ds) for name, ds in datamodule.datasets.items()},

@@ -19,6 +19,7 @@ from pathlib import Path
 from hydra.utils import get_method
 from omegaconf import DictConfig, open_dict
 
+from mmemo.data.targets import selection_metric
 from mmemo.errors import InvalidInput
 from mmemo.evaluation.metrics import HEADLINE
 
@@ -34,6 +35,7 @@ def run(cfg: DictConfig) -> dict:
     if len(set(folds)) != len(folds):
         raise InvalidInput(f"cross_validation.folds repeats a fold: {folds}")
     inner = get_method(options.inner._target_)
+    metric = selection_metric(cfg.get("task", "categorical"))
     base = Path(cfg.paths.output_dir)
     results = []
     for index, fold in enumerate(folds):
@@ -42,30 +44,38 @@ def run(cfg: DictConfig) -> dict:
             fold_cfg.data.fold = fold
             fold_cfg.paths.output_dir = str(base / f"fold{fold}")
             fold_cfg.cross_validation.index = index
-            fold_cfg.cross_validation.scores = [r["valid"]["UA"] for r in results]
+            fold_cfg.cross_validation.scores = [r["valid"][metric] for r in results]
         result = inner(fold_cfg)
         results.append(result)
-        log.info("fold %s (%d/%d): valid UA %.4f", fold, index + 1, len(folds), result["valid"]["UA"])
-    summary = summarize(folds, results)
+        log.info("fold %s (%d/%d): valid %s %.4f", fold, index + 1, len(folds), metric, result["valid"][metric])
+    summary = summarize(folds, results, metric)
     summary["output_dir"] = str(base)
     base.mkdir(parents=True, exist_ok=True)
     (base / "cv_results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    log.info("mean valid UA over folds %s: %.4f ± %.4f", folds, summary["valid"]["UA"], summary["valid_std"]["UA"])
+    log.info("mean valid %s over folds %s: %.4f ± %.4f", metric, folds, summary["valid"][metric],
+             summary["valid_std"][metric])
     return summary
 
 
-def summarize(folds: list, results: list[dict]) -> dict:
-    """Mean and std over folds of each headline metric, for validation (and test when it ran)."""
+def summarize(folds: list, results: list[dict], metric: str = "UA") -> dict:
+    """Mean and std over folds of each scalar metric every fold has (UA/WA/F1, CCC per dimension, ...),
+    for validation (and test when it ran); ``metric`` is the one the folds are selected on."""
     def stats(split: str) -> tuple[dict, dict] | tuple[None, None]:
         if any(r.get(split) is None for r in results):
             return None, None
-        values = {m: [float(r[split][m]) for r in results] for m in HEADLINE}
+        names = [m for m in (*HEADLINE, *results[0][split]) if all(_scalar(r[split].get(m)) for r in results)]
+        values = {m: [float(r[split][m]) for r in results] for m in dict.fromkeys(names)}
         return ({m: statistics.fmean(v) for m, v in values.items()},
                 {m: statistics.pstdev(v) if len(v) > 1 else 0.0 for m, v in values.items()})
 
     valid, valid_std = stats("valid")
     test, test_std = stats("test")
     return {"folds": folds, "valid": valid, "valid_std": valid_std, "test": test, "test_std": test_std,
-            "per_fold": [{"fold": f, "valid_UA": r["valid"]["UA"],
-                          "test_UA": (r.get("test") or {}).get("UA"),
+            "selection": metric,
+            "per_fold": [{"fold": f, f"valid_{metric}": r["valid"][metric],
+                          f"test_{metric}": (r.get("test") or {}).get(metric),
                           "output_dir": (r.get("meta") or {}).get("output_dir")} for f, r in zip(folds, results)]}
+
+
+def _scalar(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

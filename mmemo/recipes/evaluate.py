@@ -14,6 +14,7 @@ from mmemo.errors import InvalidInput
 from mmemo.evaluation.report import write_run_report
 from mmemo.recipes.common import instantiate_all, run_metadata
 from mmemo.training.module import load_classifier
+from mmemo.training.objectives import headline
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "valid", "train")
@@ -40,10 +41,13 @@ def run(cfg: DictConfig) -> dict:
     data_cfg = cfg.data if cfg.get("data") is not None else stored_data_config(model)
     video = {"use_video": True} if "video" in model.modalities else {}
     datamodule = instantiate(data_cfg, use_audio="speech" in model.modalities, use_text=model.needs_text,
-                             classes=model.classes, output_dir=str(output_dir), **video)
+                             classes=model.classes, output_dir=str(output_dir), task=model.task, **video)
     datamodule.setup("test")
     if tuple(datamodule.classes) != tuple(model.classes):
         raise InvalidInput(f"the data's classes {list(datamodule.classes)} differ from the model's {model.classes}")
+    if [d.name for d in datamodule.dimensions] != list(model.dimensions):
+        raise InvalidInput(f"the data's dimensions {[d.name for d in datamodule.dimensions]} differ from the "
+                           f"model's {model.dimensions}")
     loggers = instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(output_dir))
     loader = {"test": datamodule.test_dataloader, "valid": datamodule.val_dataloader,
@@ -54,6 +58,6 @@ def run(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         write_run_report(output_dir, test=result, meta=meta, predictions=model.test_predictions)
         datamodule.write_file_list(output_dir)
-    log.info("eval %s on %s fold %d (%s): UA %.4f WA %.4f -> %s", cfg.ckpt_path, datamodule.name,
-             datamodule.fold, split, result["UA"], result["WA"], output_dir)
+    log.info("eval %s on %s fold %d (%s): %s -> %s", cfg.ckpt_path, datamodule.name,
+             datamodule.fold, split, headline(result), output_dir)
     return {"test": result, "meta": meta}

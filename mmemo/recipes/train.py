@@ -1,7 +1,7 @@
-"""Neural training: data, model, feature cache, trainer; fit, select on validation UA, test once, write results.
+"""Neural training: data, model, feature cache, trainer; fit, select on validation, test once, write results.
 
-Reads top to bottom like the recipe it is. Returns the metrics so sweeps can optimise
-validation UA.
+Reads top to bottom like the recipe it is. Returns the metrics so sweeps can optimise the
+task's validation metric (UA, or the mean CCC for dimensional runs).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from mmemo.recipes.common import (
     served_from_cache,
 )
 from mmemo.training.loggers import finish_wandb
+from mmemo.training.objectives import headline
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,15 @@ def run(cfg: DictConfig) -> dict:
             trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
             test = model.results["test"]
             cues = field_values(e.utterance for e in datamodule.datasets["test"].examples)
-            if cues:  # the demo corpora say which modality carries each label
+            if cues and "UA" in test:  # the demo corpora say which modality carries each label
                 test = {**test, "accuracy_by_cue": accuracy_by_field(model.test_predictions, cues)}
         meta = run_metadata(cfg, datamodule, started) | {"best_checkpoint": best, "best_epoch": _epoch_of(best)}
         if test is not None and trainer.is_global_zero:  # under DDP every rank holds the same gathered results
             write_run_report(output_dir, test=test, valid=valid, meta=meta, predictions=model.test_predictions)
             datamodule.write_file_list(output_dir)
             _log_images(loggers, output_dir)
-        log.info("%s fold %d: valid UA %.4f | test UA %s -> %s", datamodule.name, datamodule.fold,
-                 valid["UA"], f"{test['UA']:.4f}" if test else "not run", output_dir)
+        log.info("%s fold %d: valid %s | test %s -> %s", datamodule.name, datamodule.fold,
+                 headline(valid), headline(test) if test else "not run", output_dir)
         return {"test": test, "valid": valid, "meta": meta}
     finally:
         finish_wandb()

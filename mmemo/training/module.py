@@ -23,11 +23,11 @@ from torch import nn
 from mmemo.encoders.base import Encoder, EncoderOutput
 from mmemo.encoders.build import build_encoder
 from mmemo.errors import InvalidInput
-from mmemo.evaluation.metrics import HEADLINE, EmotionMetrics
 from mmemo.features.cached import Serving
 from mmemo.fusion.base import head_class
 from mmemo.training.checkpoints import CheckpointError, read_checkpoint
 from mmemo.training.errors import NonFiniteScoresError
+from mmemo.training.objectives import Objective, class_weights
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ MODALITIES = tuple(MODALITY_INPUTS)
 #: Optimisation defaults (``configs/model/default.yaml`` restates them; a test keeps the two equal).
 OPTIM_DEFAULTS = {"lr": 1e-3, "encoder_lr": 2e-5, "lora_lr": 5e-4, "layer_decay": 1.0, "weight_decay": 0.01,
                   "warmup_ratio": 0.05, "scheduler": "cosine"}
-LOSS_DEFAULTS = {"class_weights": "none", "label_smoothing": 0.0}
+LOSS_DEFAULTS = {"class_weights": "none", "label_smoothing": 0.0, "regression": "ccc", "weighting": "fixed",
+                 "task_weights": {"classes": 1.0, "dimensions": 1.0}}
 
 
 class EmotionClassifier(L.LightningModule):
@@ -67,6 +68,8 @@ class EmotionClassifier(L.LightningModule):
         loss: dict | None = None,
         class_counts: list[int] | None = None,
         modality_dropout: float = 0.0,
+        task: str = "categorical",
+        dimensions: list[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -79,12 +82,14 @@ class EmotionClassifier(L.LightningModule):
         self.head = self.build_head(dict(fusion or {"name": "concat"}))
         self.optim = {**OPTIM_DEFAULTS, **(optim or {})}
         loss = {**LOSS_DEFAULTS, **(loss or {})}
-        self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(loss["class_weights"], class_counts),
-                                           label_smoothing=float(loss["label_smoothing"]))
+        #: What is learnt and scored (classes, dimensions, both, distributions): mmemo/training/objectives.py.
+        self.objective = Objective(task, self.classes, list(dimensions or []), self.head, loss,
+                                   class_weights(loss["class_weights"], class_counts))
+        self.task = self.objective.task
+        self.dimensions = self.objective.dimensions
         if not 0.0 <= modality_dropout < 1.0:
             raise InvalidInput(f"model.modality_dropout must be in [0, 1), got {modality_dropout}")
         self.modality_dropout = modality_dropout
-        self.metrics = nn.ModuleDict({stage: EmotionMetrics(self.classes) for stage in ("val", "test")})
         self.results: dict[str, dict] = {}
         self._nonfinite = {"val": 0, "test": 0}  # utterances whose scores were NaN or infinite
         self.test_predictions: list[dict] = []
@@ -123,18 +128,11 @@ class EmotionClassifier(L.LightningModule):
     scores_frames = True
 
     def score(self, feats: dict[str, EncoderOutput], batch: dict | None = None) -> torch.Tensor:
-        """Class logits [B,C] for encoder outputs (a window of frames, or whole clips)."""
-        return self.head(feats).logits
-
-    def _class_weights(self, mode: str, counts: list[int] | None) -> torch.Tensor | None:
-        if mode == "none":
-            return None
-        if mode != "balanced":
-            raise InvalidInput(f"loss.class_weights must be 'none' or 'balanced', got {mode!r}")
-        if not counts:
-            raise InvalidInput("loss.class_weights=balanced needs the training class counts")
-        counts_t = torch.tensor(counts, dtype=torch.float).clamp(min=1)
-        return counts_t.sum() / (len(counts_t) * counts_t)
+        """Class logits [B,C] for encoder outputs (a window of frames, or whole clips), followed, for a
+        model with dimensions, by their D values on the normalised [0, 1] scale: [B, C+D]."""
+        output = self.head(feats)
+        values = self.objective.regress(output)
+        return output.logits if values is None else torch.cat([output.logits, values.to(output.logits.dtype)], -1)
 
     # -- forward -----------------------------------------------------------------------
     @property
@@ -194,25 +192,25 @@ class EmotionClassifier(L.LightningModule):
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         output = self(batch)
-        loss = self.loss_fn(output.logits.float(), batch["label"])
+        values = self.objective.regress(output)
+        parts = self.objective.losses(output, values, batch)
+        loss = self.objective.combine(parts)
         total = loss + sum(output.aux_losses.values(), torch.zeros((), device=loss.device))
-        size = len(batch["label"])
+        size = len(batch["key"])
         self.log(f"{stage}/loss", loss, batch_size=size, prog_bar=stage == "train",
                  on_step=stage == "train", on_epoch=True)
-        for name, value in {**output.aux_losses, **output.logs}.items():
+        logged = {**output.aux_losses, **output.logs, **({f"loss_{k}": v for k, v in parts.items()}
+                                                        if len(parts) > 1 else {})}
+        for name, value in logged.items():
             self.log(f"{stage}/{name}", value, batch_size=size, on_epoch=True)
         if stage != "train":
             finite = torch.isfinite(output.logits.detach()).all(-1)
+            if values is not None:
+                finite &= torch.isfinite(values.detach()).all(-1)
             self._nonfinite[stage] += int((~finite).sum())
-            self.metrics[stage].update(output.logits.detach(), batch["label"])
+            self.objective.update(stage, output, values, batch)
         if stage == "test":
-            scores = torch.softmax(output.logits.float(), -1).cpu()
-            for i, key in enumerate(batch["key"]):
-                self.test_predictions.append({
-                    "key": key, "speaker": batch["speaker"][i], "label": self.classes[int(batch["label"][i])],
-                    "prediction": self.classes[int(scores[i].argmax())],
-                    **{f"p_{c}": round(float(p), 5) for c, p in zip(self.classes, scores[i])},
-                })
+            self.test_predictions += self.objective.rows(output, values, batch)
         return total
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
@@ -228,8 +226,7 @@ class EmotionClassifier(L.LightningModule):
         self.test_predictions = []
 
     def _close_epoch(self, stage: str) -> None:
-        summary = self.metrics[stage].summary()
-        self.metrics[stage].reset()
+        summary = self.objective.summary(stage)
         bad, self._nonfinite[stage] = self._nonfinite[stage], 0
         if bad:
             message = (f"{bad} of {summary['n']} {'test' if stage == 'test' else 'validation'} utterances got "
@@ -240,8 +237,8 @@ class EmotionClassifier(L.LightningModule):
             log.error("%s; this epoch's validation metrics count whatever argmax gave them", message)
         summary["nonfinite"] = bad
         self.results[stage] = summary
-        for name in HEADLINE:
-            self.log(f"{stage}/{name}", summary[name], prog_bar=name == "UA", sync_dist=True)
+        for name, value in self.objective.logged(summary).items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == self.objective.selection, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._close_epoch("val")
@@ -369,6 +366,8 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         if checkpoint.get("mmemo_head_format", 1) < HEAD_FORMAT:
             hparams = legacy_head_options(hparams)
         model = model_class(checkpoint.get("mmemo_model_class"))(**hparams)
+        checkpoint["state_dict"] = {k.replace("loss_fn.", "objective.cross_entropy.", 1) if k.startswith("loss_fn.")
+                                    else k: v for k, v in checkpoint["state_dict"].items()}  # before objectives
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"], strict=False)
     except OSError:

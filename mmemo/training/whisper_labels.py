@@ -183,6 +183,9 @@ class WhisperLabelClassifier(EmotionClassifier):
         if unknown:
             raise InvalidInput(f"unknown model.generation options {sorted(unknown)}; "
                                f"known: {sorted(GENERATION_DEFAULTS)}")
+        if _ignored.get("task", "categorical") != "categorical":
+            raise InvalidInput(f"model=whisper_label_generation scores class labels only; task={_ignored['task']} "
+                               "needs a fusion head (model=default)")
         self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
         if not speech or "whisper" not in str(speech.get("_target_", "")).lower():
             raise InvalidInput("model=whisper_label_generation needs a Whisper speech encoder "

@@ -132,7 +132,7 @@ def test_generated_label_evaluation_returns_valid_labels_and_hand_checked_metric
     with torch.no_grad():
         scores = model(batch).logits
         model.test_step(batch, 0)
-    summary = model.metrics["test"].summary()
+    summary = model.objective.summary("test")
     predicted = scores.argmax(1).numpy()
     truth = batch["label"].numpy()
     assert {p["prediction"] for p in model.test_predictions} <= set(CLASSES)
