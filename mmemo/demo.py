@@ -16,8 +16,9 @@ from pathlib import Path
 
 from mmemo.config import compose
 from mmemo.data.folds import available_folds
+from mmemo.evaluation.metric_names import METRIC_LABELS
 from mmemo.evaluation.plots import bar_chart
-from mmemo.evaluation.tables import METRIC_LABELS, Run, build_table, to_markdown, write_table
+from mmemo.evaluation.tables import Run, build_table, to_markdown, write_table
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mmemo.evaluation.metric_names import is_percent, metric_label  # noqa: E402
+
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path,
                    title: str = "") -> Path:
@@ -38,8 +40,33 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
     return path
 
 
+def plot_dimensions(predictions: Sequence[dict], dimensions: Sequence[str], path: str | Path, *,
+                    scores: dict | None = None) -> Path:
+    """Predicted against rated value per dimension (normalised [0, 1]), one panel each, with the
+    identity line: a CCC near 0 shows as a flat cloud, a biased model as one off the diagonal."""
+    figure, axes = plt.subplots(1, len(dimensions), figsize=(3.4 * len(dimensions), 3.4), squeeze=False)
+    for axis, name in zip(axes[0], dimensions):
+        pairs = [(float(row[f"{name}_true"]), float(row[name])) for row in predictions
+                 if row.get(f"{name}_true") not in ("", None)]
+        if pairs:
+            true, predicted = np.asarray(pairs).T
+            axis.scatter(true, predicted, s=6, alpha=0.5)
+        axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        axis.set_xlim(-0.02, 1.02)
+        axis.set_ylim(-0.02, 1.02)
+        axis.set_xlabel(f"rated {name}")
+        axis.set_ylabel(f"predicted {name}")
+        score = (scores or {}).get(name)
+        axis.set_title(f"{name}: CCC {score:.3f} (n={len(pairs)})" if score is not None else name, fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
 def bar_chart(groups: Sequence[str], series: dict[str, Sequence[tuple[float, float]]], path: str | Path, *,
-              ylabel: str = "test %", chance: float | None = None, title: str = "") -> Path:
+              ylabel: str = "test %", chance: float | None = None, title: str = "", top: float = 100) -> Path:
     """Grouped bars with error bars: ``series[name][i]`` is (mean, std) for ``groups[i]``."""
     count = max(1, len(series))
     width = 0.8 / count
@@ -53,7 +80,7 @@ def bar_chart(groups: Sequence[str], series: dict[str, Sequence[tuple[float, flo
         axis.axhline(chance, color="grey", linestyle=":", label="chance")
     axis.set_xticks(x + width * (count - 1) / 2, [g.replace(": ", ":\n") for g in groups], fontsize=8)
     axis.set_ylabel(ylabel)
-    axis.set_ylim(0, 100)
+    axis.set_ylim(0, top)
     axis.legend(fontsize=8, loc="upper left")
     if title:
         axis.set_title(title, fontsize=10)
@@ -76,7 +103,8 @@ def table_chart(table, path: str | Path, *, metric: str = "UA", chance: float | 
         if cell is not None:
             mean, std = cell.mean_std(metric)
             axis.barh(index, mean, xerr=std, capsize=3, color="#3b6fb6")
-            axis.text(mean + std + 0.8, index, f"{mean:.1f}", va="center", fontsize=7)
+            axis.text(mean + std + (0.8 if is_percent(metric) else 0.008), index,
+                      f"{mean:.1f}" if is_percent(metric) else f"{mean:.3f}", va="center", fontsize=7)
         elif cited is not None and metric in cited.values:
             axis.barh(index, cited.values[metric], color="#cccccc", hatch="//", edgecolor="#888888")
             axis.text(cited.values[metric] + 0.8, index, f"{cited.values[metric]:.1f} (cited)", va="center", fontsize=7)
@@ -85,8 +113,9 @@ def table_chart(table, path: str | Path, *, metric: str = "UA", chance: float | 
         axis.legend(fontsize=8, loc="lower right")
     axis.set_yticks(range(len(rows)), rows, fontsize=7)
     axis.invert_yaxis()
-    axis.set_xlim(0, 100)
-    axis.set_xlabel(f"test {metric} % (this study: mean ± std over folds; hatched: cited)")
+    axis.set_xlim(0, 100 if is_percent(metric) else 1)
+    unit = " %" if is_percent(metric) else ""
+    axis.set_xlabel(f"test {metric_label(metric)}{unit} (this study: mean ± std over folds; hatched: cited)")
     if table.title:
         axis.set_title(table.title, fontsize=9)
     figure.tight_layout()

@@ -1,4 +1,5 @@
-"""A run's result files: ``metrics.json``, ``predictions.csv`` and ``confusion_matrix.png``.
+"""A run's result files: ``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` (tasks with
+classes) and ``dimensions.png`` (predicted against rated values, tasks with dimensions).
 
 Neural runs, classical baselines and ``mmemo eval`` all write the same files,
 so tables and comparisons read every run the same way.
@@ -11,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from mmemo.evaluation.plots import plot_confusion
+from mmemo.evaluation.plots import plot_confusion, plot_dimensions
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -31,8 +32,12 @@ def write_run_report(output_dir: str | Path, *, test: dict, meta: dict, valid: d
             writer = csv.DictWriter(handle, fieldnames=list(predictions[0]))
             writer.writeheader()
             writer.writerows(predictions)
-    plot_confusion(test["confusion"], test["classes"], output_dir / "confusion_matrix.png",
-                   title=title or f"test UA {100 * test['UA']:.1f}%  WA {100 * test['WA']:.1f}%")
+    if "confusion" in test:
+        plot_confusion(test["confusion"], test["classes"], output_dir / "confusion_matrix.png",
+                       title=title or f"test UA {100 * test['UA']:.1f}%  WA {100 * test['WA']:.1f}%")
+    if test.get("dimensions") and predictions:
+        plot_dimensions(predictions, test["dimensions"], output_dir / "dimensions.png",
+                        scores={d: test.get(f"CCC_{d}") for d in test["dimensions"]})
     return write_json(output_dir / "metrics.json", {"test": test, "valid": valid, "meta": meta})
 
 

@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 
 from mmemo.errors import MissingInput
 from mmemo.evaluation.breakdown import pooled_by_field, render_breakdown
+from mmemo.evaluation.metric_names import is_percent, metric_label
 from mmemo.evaluation.plots import bar_chart
 from mmemo.evaluation.tables import (
-    METRIC_LABELS,
     Table,
     build_table,
     load_runs,
@@ -40,11 +40,12 @@ def fused_gains(table: Table, unimodal: Sequence[str], fused: str, metric: str =
     if not candidates or not any((r, fused) in table.cells for r in table.rows):
         return []
     best, best_row, best_column = max(candidates)
-    lines = [f"Best unimodal {METRIC_LABELS.get(metric, metric)}: {best:.2f} ({best_row}, {best_column} only)."]
+    digits = 2 if is_percent(metric) else 3
+    lines = [f"Best unimodal {metric_label(metric)}: {best:.{digits}f} ({best_row}, {best_column} only)."]
     for row in table.rows:
         if (row, fused) in table.cells:
             mean = table.cells[(row, fused)].mean_std(metric)[0]
-            lines.append(f"- {row}: {fused} {mean:.2f} ({mean - best:+.2f} over the best unimodal)")
+            lines.append(f"- {row}: {fused} {mean:.{digits}f} ({mean - best:+.{digits}f} over the best unimodal)")
     return lines
 
 
@@ -66,7 +67,7 @@ def subset_gains(table: Table, columns: Sequence[str], metric: str = "UA") -> li
             if subsets:
                 best, which = max(subsets)
                 lines.append(f"- {row}: {column} {mean:.2f} vs best subset {which} {best:.2f} ({mean - best:+.2f})")
-    return [f"{METRIC_LABELS.get(metric, metric)} of each head's {', '.join(columns)} against its best smaller "
+    return [f"{metric_label(metric)} of each head's {', '.join(columns)} against its best smaller "
             "modality subset:", *lines] if lines else []
 
 
@@ -105,15 +106,18 @@ class SweepReport(Callback):
 
     def write(self, table: Table) -> list[Path]:
         written = write_table(table, self.results_dir, self.stem)
-        gains = fused_gains(table, self.unimodal_columns, self.fused_column) if self.fused_column else []
-        gains += subset_gains(table, self.gain_columns)
+        headline = self.metrics[0]  # the gains and the chart are on the table's first metric
+        gains = fused_gains(table, self.unimodal_columns, self.fused_column, headline) if self.fused_column else []
+        gains += subset_gains(table, self.gain_columns, headline)
         markdown = to_markdown(table) + ("\n" + "\n".join(gains) + "\n" if gains else "") + \
             ("\n" + self.breakdown if self.breakdown else "")
         written[0].write_text(markdown, encoding="utf-8")
-        series = {column: [table.cells[(r, column)].mean_std("UA") if (r, column) in table.cells else (0.0, 0.0)
+        series = {column: [table.cells[(r, column)].mean_std(headline) if (r, column) in table.cells else (0.0, 0.0)
                            for r in table.rows] for column in table.columns}
-        written.append(bar_chart(table.rows, series, self.results_dir / f"{self.stem}.png", ylabel="test UA %",
-                                 chance=self.chance, title=self.title))
+        percent = is_percent(headline)
+        written.append(bar_chart(table.rows, series, self.results_dir / f"{self.stem}.png",
+                                 ylabel=f"test {metric_label(headline)}{' %' if percent else ''}",
+                                 chance=self.chance, title=self.title, top=100 if percent else 1))
         print("\n" + markdown)
         return written
 

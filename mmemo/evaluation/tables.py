@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmemo.errors import InvalidInput
+from mmemo.evaluation.metric_names import METRIC_LABELS, is_percent, metric_label
 from mmemo.evaluation.report import read_metrics
-
-METRIC_LABELS = {"UA": "UA", "WA": "WA", "macro_F1": "macro-F1", "weighted_F1": "weighted-F1"}
 
 
 @dataclass
@@ -78,7 +77,8 @@ class Cell:
             return math.nan, math.nan
         mean = sum(values) / len(values)
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-        return 100 * mean, 100 * std
+        scale = 100 if is_percent(metric) else 1
+        return scale * mean, scale * std
 
 
 @dataclass
@@ -159,6 +159,9 @@ def build_table(runs: Sequence[Run], *, row: Callable[[Run], str], column: Calla
             raise InvalidInput(f"two runs for {key} fold {run.fold} seed {run.seed}; the second is {run.folder}")
         cell.pairs.add(pair)
         for metric in metrics:
+            if metric not in run.test:
+                raise InvalidInput(f"{run.folder}/metrics.json has no test {metric!r} (its task is "
+                                   f"{run.test.get('task', 'categorical')}); choose --metrics it has")
             cell.values[metric].append(float(run.test[metric]))
         expected.setdefault(key[1], set()).add(pair)
     for (_r, c), cell in cells.items():
@@ -189,13 +192,14 @@ def _cell_text(cell: Cell | None, metric: str, latex: bool = False) -> str:
     mean, std = cell.mean_std(metric)
     pm = r"$\pm$" if latex else "±"
     dagger = (r"$^\dagger$" if latex else "†") if cell.missing else ""
-    return f"{mean:.2f} {pm} {std:.2f}{dagger}"
+    digits = 2 if is_percent(metric) else 3
+    return f"{mean:.{digits}f} {pm} {std:.{digits}f}{dagger}"
 
 
 def _headers(table: Table) -> list[str]:
     if len(table.columns) == 1:
-        return [METRIC_LABELS.get(m, m) for m in table.metrics]
-    return [f"{c} {METRIC_LABELS.get(m, m)}" for c in table.columns for m in table.metrics]
+        return [metric_label(m) for m in table.metrics]
+    return [f"{c} {metric_label(m)}" for c in table.columns for m in table.metrics]
 
 
 def _row_cells(table: Table, row: str, latex: bool = False) -> list[str]:
@@ -218,6 +222,16 @@ def _footnotes(table: Table) -> list[str]:
     return notes
 
 
+def _units(metrics: Sequence[str]) -> str:
+    """``(%)``, ``(fractions)`` or, for a mixed table, which metrics are which."""
+    fractions = [metric_label(m) for m in metrics if not is_percent(m)]
+    if not fractions:
+        return "(%)"
+    if len(fractions) == len(metrics):
+        return "(fractions)"
+    return f"({', '.join(metric_label(m) for m in metrics if is_percent(m))} in %; the rest as fractions)"
+
+
 def to_markdown(table: Table) -> str:
     counts = {len(cell.pairs) for cell in table.cells.values()}
     headers = _headers(table) + (["source"] if table.cited else [])
@@ -226,7 +240,7 @@ def to_markdown(table: Table) -> str:
     for row in table.rows:
         source = [table.source(row)] if table.cited else []
         lines.append(f"| {row} | " + " | ".join(_row_cells(table, row) + source) + " |")
-    lines += ["", f"Test mean ± std (%) over folds × seeds; runs per cell: {sorted(counts)}."]
+    lines += ["", f"Test mean ± std {_units(table.metrics)} over folds × seeds; runs per cell: {sorted(counts)}."]
     if table.cited:
         lines += ["Cited rows are copied from their publication (a single published figure, no ± here), "
                   "not reproduced by this study:"] + [f"- {citation}" for citation in table.citations]

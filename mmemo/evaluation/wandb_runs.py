@@ -32,7 +32,7 @@ def load_wandb_runs(project: str, *, filters: dict | None = None, api=None) -> l
         summary = dict(remote.summary)
         test = {k[len(TEST_PREFIX):]: v for k, v in summary.items()
                 if k.startswith(TEST_PREFIX) and isinstance(v, (int, float))}
-        if "UA" not in test:
+        if "UA" not in test and "CCC" not in test:  # not an mmemo test summary
             continue
         config = dict(remote.config)
         meta = {"config": config, "fold": (config.get("data") or {}).get("fold"), "seed": config.get("seed"),
