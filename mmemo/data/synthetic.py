@@ -15,6 +15,9 @@ every machine. It imitates an acted corpus such as IEMOCAP's 4-class subset:
   ``text`` (an emotionally worded sentence in a neutralised delivery) and
   ``both``. A model needs both modalities to get the ``speech`` *and* ``text``
   shares right, which is what a fusion study wants to measure;
+* every line records the prosody and wording it was made with, and the arousal (from the
+  delivery) and valence (from the words) they imply (:mod:`mmemo.data.demo_dimensions`), so the
+  same corpus serves dimensional runs (``task=dimensional``);
 * with ``faces=True`` every utterance also gets a drawn talking face (``video``, an .mp4 with the
   audio; :mod:`mmemo.data.demo_faces`) and a fourth cue, ``face``: a valence-ambiguous sentence in
   a neutral delivery, the label shown by the face alone. Other cues show a neutral face.
@@ -41,6 +44,7 @@ import soundfile
 import soxr
 from tqdm.auto import tqdm
 
+from mmemo.data.demo_dimensions import DIMENSIONS, RULES, extras
 from mmemo.data.demo_faces import expression, identity, render_video
 from mmemo.data.demo_sentences import LABELS, ambiguous_sentence, emotional_sentence
 from mmemo.data.folds import make_speaker_folds, write_folds
@@ -49,7 +53,8 @@ from mmemo.errors import InvalidInput, MissingDependency
 
 log = logging.getLogger(__name__)
 
-CORPUS_VERSION = 1
+#: 2: lines record the prosody and wording used and the arousal/valence they imply (demo_dimensions.py).
+CORPUS_VERSION = 2
 SAMPLE_RATE = 16_000
 CUES = ("speech", "text", "both", "face")
 
@@ -260,7 +265,7 @@ def synthesize_corpus(
                 key=plan.key, dataset="demo", wav=str(relative), length=round(len(wave) / SAMPLE_RATE, 4),
                 emo=plan.label, speaker=plan.voice.speaker, lang="en", text=plan.text, channel=1,
                 session=session, gender=plan.voice.gender, video=str(video) if video else None,
-                extra={"cue": plan.cue},
+                extra=extras(plan, STYLES["neutral"]),
             )
 
         with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
@@ -278,6 +283,7 @@ def synthesize_corpus(
             "utterances_per_speaker": utterances_per_speaker, "cue_shares": cue_shares,
             "espeak_ng": _espeak_version(), "fold_groups": groups, "faces": faces,
             "styles": {label: asdict(style) for label, style in STYLES.items()},
+            "dimensions": DIMENSIONS, "dimension_rules": RULES,
             "counts": {"label": Counter(u.emo for u in utterances),
                        "cue": Counter(u.extra["cue"] for u in utterances)},
         }
