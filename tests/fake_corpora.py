@@ -408,3 +408,51 @@ def build_emobox_ravdess(base: Path, audio_base: Path, actors: int = 4) -> tuple
     (data / "data.seg.wrd.stm").write_text("\n".join(stm) + "\n", encoding="utf-8")
     (data / "corpus.cfg").write_text("[Corpus]\nname = ravdess\nraw = downloads/ravdess\n", encoding="utf-8")
     return data, audio_base, truth
+
+
+# --------------------------------------------------------------------------- MSP-Podcast
+
+MSP_CONSENSUS = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
+#: (segment, class code, act, val, dom, speaker, gender, split); speaker 310 has no id ("Unknown").
+MSP_ROWS = [
+    ("MSP-PODCAST_0001_0001", "A", 6.2, 2.0, 5.8, "127", "Male", "Train"),
+    ("MSP-PODCAST_0001_0002", "H", 5.0, 6.4, 4.4, "127", "Male", "Train"),
+    ("MSP-PODCAST_0002_0001", "N", 3.8, 4.0, 4.0, "128", "Female", "Train"),
+    ("MSP-PODCAST_0002_0002", "S", 2.2, 2.6, 3.0, "128", "Female", "Train"),
+    ("MSP-PODCAST_0002_0003", "X", 4.0, 3.6, 4.2, "128", "Female", "Train"),   # no agreement: dims only
+    ("MSP-PODCAST_0003_0001", "U", 5.4, 5.0, 4.6, "Unknown", "Unknown", "Train"),
+    ("MSP-PODCAST_0004_0001", "N", 4.0, 4.2, 4.0, "200", "Female", "Development"),
+    ("MSP-PODCAST_0004_0002", "C", 4.4, 2.8, 5.0, "200", "Female", "Development"),
+    ("MSP-PODCAST_0005_0001", "A", 6.0, 1.8, 6.0, "301", "Male", "Test1"),
+    ("MSP-PODCAST_0005_0002", "N", 3.6, 4.4, 3.8, "301", "Male", "Test1"),
+    ("MSP-PODCAST_0005_0003", "F", 5.2, 2.4, 2.6, "302", "Female", "Test1"),
+    ("MSP-PODCAST_0006_0001", "D", 4.8, 2.2, 4.4, "401", "Female", "Test2"),
+    ("MSP-PODCAST_0006_0002", "H", 5.6, 6.2, 5.0, "401", "Female", "Test2"),
+    ("MSP-PODCAST_0007_0001", "N", 4.0, 4.0, 4.0, "Unknown", "Unknown", "Test2"),
+]
+#: Per-annotator primary emotions (labels_detailed.csv), words as the release writes them.
+MSP_VOTES = {"MSP-PODCAST_0001_0001": ["Angry", "Angry", "Contempt", "Other-Annoyed"],
+             "MSP-PODCAST_0002_0003": ["Sad", "Neutral", "Happy"],
+             "MSP-PODCAST_0005_0001": ["Angry", "Disgust"]}
+
+
+def build_msp_podcast(base: Path, rows=None) -> tuple[Path, dict[str, dict]]:
+    """A release folder: Labels/labels_consensus.csv + labels_detailed.csv, Audios/*.wav, Transcripts/*.txt."""
+    root = base / "MSP-Podcast"
+    rows = list(MSP_ROWS if rows is None else rows)
+    lines = list(MSP_CONSENSUS)
+    truth = {}
+    for i, (name, code, act, val, dom, speaker, gender, split) in enumerate(rows):
+        lines.append(f"{name}.wav,{code},{act},{val},{dom},{speaker},{gender},{split}")
+        write_wav(root / "Audios" / f"{name}.wav", 0.05 + 0.01 * i, freq=180.0 + 15 * i)
+        (root / "Transcripts").mkdir(parents=True, exist_ok=True)
+        (root / "Transcripts" / f"{name}.txt").write_text(f"segment {i} words\n", encoding="utf-8")
+        truth[name] = {"code": code, "arousal": act, "valence": val, "dominance": dom, "split": split,
+                       "speaker": None if speaker == "Unknown" else f"spk{speaker}", "text": f"segment {i} words"}
+    (root / "Labels").mkdir(parents=True, exist_ok=True)
+    (root / "Labels" / "labels_consensus.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    detailed = ["FileName,Worker,EmoClass,EmoAct,EmoVal,EmoDom"]
+    for name, votes in MSP_VOTES.items():
+        detailed += [f"{name}.wav,WORKER{w:05d},{vote},4,4,4" for w, vote in enumerate(votes)]
+    (root / "Labels" / "labels_detailed.csv").write_text("\n".join(detailed) + "\n", encoding="utf-8")
+    return root, truth

@@ -88,9 +88,9 @@ test_groups.__test__ = False  # a helper, not a test
 
 
 def test_registry_knows_every_corpus_and_names_them_on_error(tmp_path):
-    assert {"cremad", "emobox", "emodb", "esd", "iemocap", "meld", "ravdess"} <= set(available_corpora())
-    assert get_adapter("CREMA-D") is adapters()["cremad"]
-    with pytest.raises(ValueError, match="unknown corpus 'msp'.*cremad, emobox, emodb, esd, iemocap, meld, ravdess"):
+    assert {"cremad", "emobox", "emodb", "esd", "iemocap", "meld", "msppodcast", "ravdess"} <= set(available_corpora())
+    assert get_adapter("CREMA-D") is adapters()["cremad"] and get_adapter("MSP-Podcast") is adapters()["msppodcast"]
+    with pytest.raises(ValueError, match="unknown corpus 'msp'.*cremad, emobox, emodb, esd, iemocap, meld, msppodcast"):
         prepare_corpus("msp", tmp_path, tmp_path / "out")
 
 
@@ -102,6 +102,7 @@ def test_registry_knows_every_corpus_and_names_them_on_error(tmp_path):
     ("emodb", "wav", "emodb.bilderbar.info"),
     ("esd", "0001/", "hltsingapore.github.io/ESD"),
     ("emobox", "fold_1", "github.com/emo-box/EmoBox"),
+    ("msppodcast", "labels_consensus.csv", "ecs.utdallas.edu"),
 ])
 def test_a_root_that_is_not_the_corpus_says_what_is_missing_and_where_to_get_it(tmp_path, name, expected, source):
     raw = tmp_path / "raw"
@@ -219,6 +220,7 @@ def test_iemocap_four_class_session_folds(tmp_path):
         assert (u.emo, u.text, u.speaker, u.session, u.gender) == (t["emo"], t["text"], t["speaker"],
                                                                    t["session"], t["gender"])
         assert u.extra["vad"] == t["vad"] and u.extra["improvised"] is t["improvised"]
+        assert [u.extra["valence"], u.extra["arousal"], u.extra["dominance"]] == t["vad"]   # targets, 1-5
         assert u.length == pytest.approx(t["length"])
         assert u.wav == str(root / t["session"] / "sentences" / "wav" / key.rsplit("_", 1)[0] / f"{key}.wav")
     assert json.loads((out / "label_map.json").read_text()) == {"ang": "ang", "exc": "hap", "hap": "hap",
@@ -735,3 +737,77 @@ def test_emobox_audio_where_emobox_says_is_not_rewritten(tmp_path):
     meta = json.loads((tmp_path / "out" / "corpus.json").read_text())
     assert meta["audio_missing"] == 0 and meta["audio_paths"]["rewritten"] == 0
     assert meta["audio_paths"]["dropped_prefix_components"] == 0
+
+
+# --------------------------------------------------------------------------- MSP-Podcast
+
+
+def test_msp_podcast_official_splits_test_sets_dimensions_and_votes(tmp_path):
+    root, truth = fake.build_msp_podcast(tmp_path / "raw")
+    summary = prepare_corpus("msp-podcast", root, tmp_path / "out")
+    out = tmp_path / "out"
+    manifest = manifest_by_key(out)
+    assert set(manifest) == set(truth)   # X (no agreement) stays: its ratings train dimensional runs
+    for key, t in truth.items():
+        u = manifest[key]
+        assert (u.extra["arousal"], u.extra["valence"], u.extra["dominance"]) == (t["arousal"], t["valence"],
+                                                                                  t["dominance"])
+        assert u.speaker == t["speaker"] and u.text == t["text"] and u.extra["split"] == t["split"]
+    assert manifest["MSP-PODCAST_0002_0003"].emo == "no_agreement"
+    # votes for the eight challenge classes only ("Other-Annoyed" is not one of them)
+    assert manifest["MSP-PODCAST_0001_0001"].extra["emo_dist"] == {"angry": 2, "contempt": 1}
+    assert manifest["MSP-PODCAST_0002_0003"].extra["emo_dist"] == {"happy": 1, "neutral": 1, "sad": 1}
+    assert "emo_dist" not in manifest["MSP-PODCAST_0002_0001"].extra
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["dimensions"] == {"arousal": [1.0, 7.0], "valence": [1.0, 7.0], "dominance": [1.0, 7.0]}
+    assert info["test_sets"] == ["Test1", "Test2"] and info["speaker_independent"] is True
+    label_map = json.loads((out / "label_map.json").read_text())
+    assert label_map["no_agreement"] is None and label_map["other"] is None and label_map["contempt"] == "contempt"
+    # fold k: Train / Development / Test k
+    assert summary.n_folds == 2 and available_folds(out) == [1, 2]   # one fold per test set, not a partition
+    folds = [fold_splits(out, k) for k in (1, 2)]
+    by_split = Counter(t["split"] for t in truth.values())
+    for k, test_set in enumerate(("Test1", "Test2")):
+        sizes = {s: len(us) for s, us in folds[k].items()}
+        assert sizes == {"train": by_split["Train"], "valid": by_split["Development"], "test": by_split[test_set]}
+        assert {u.extra["split"] for u in folds[k]["test"]} == {test_set}
+        known = {u.speaker for u in folds[k]["test"] if u.speaker}
+        assert known and not known & {u.speaker for s in ("train", "valid") for u in folds[k][s]}
+    # `mmemo data check` sizes: what a categorical run keeps (X dropped from train) per official split
+    report = check_corpus(out)
+    assert report.ok, report.render()
+    assert [f.sizes for f in report.folds] == [{"train": 5, "valid": 2, "test": 3}, {"train": 5, "valid": 2,
+                                                                                     "test": 3}]
+    assert "fold 1: train 5, valid 2, test 3" in report.render()
+
+
+def test_msp_podcast_speaker_in_train_and_test_is_refused_by_prepare_and_by_check(tmp_path):
+    rows = list(fake.MSP_ROWS)
+    rows[9] = ("MSP-PODCAST_0005_0002", "N", 3.6, 4.4, 3.8, "127", "Male", "Test1")   # 127 is a Train speaker
+    root, _ = fake.build_msp_podcast(tmp_path / "raw", rows)
+    consensus = root / "Labels" / "labels_consensus.csv"
+    with pytest.raises(ValueError, match=rf"{re.escape(str(consensus))}:11: speaker 127 is in Test1 and in Train "
+                                         r"\(line 2\)"):
+        prepare_corpus("msppodcast", root, tmp_path / "out")
+    # a prepared folder edited afterwards: `mmemo data check` refuses the fold
+    clean, _ = fake.build_msp_podcast(tmp_path / "clean")
+    prepare_corpus("msppodcast", clean, tmp_path / "ok")
+    test_file = tmp_path / "ok" / "fold_1" / "msppodcast_test_fold_1.jsonl"
+    lines = [json.loads(line) for line in test_file.read_text().splitlines()]
+    lines[0]["speaker"] = "spk127"
+    test_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = check_corpus(tmp_path / "ok", folds=[1])
+    assert not report.ok and "speaker 'spk127' is in both train and test" in report.folds[0].error
+
+
+def test_msp_podcast_bad_rating_and_unknown_class_are_reported_with_file_and_line(tmp_path):
+    rows = list(fake.MSP_ROWS)
+    rows[1] = ("MSP-PODCAST_0001_0002", "H", 8.5, 6.4, 4.4, "127", "Male", "Train")
+    rows[2] = ("MSP-PODCAST_0002_0001", "Q", 3.8, 4.0, 4.0, "128", "Female", "Train")
+    root, _ = fake.build_msp_podcast(tmp_path / "raw", rows)
+    consensus = root / "Labels" / "labels_consensus.csv"
+    with pytest.raises(ValueError) as error:
+        prepare_corpus("msppodcast", root, tmp_path / "out")
+    assert f"{consensus}:3: EmoAct must be a number in [1, 7], got '8.5'" in str(error.value)
+    assert f"{consensus}:4: unknown EmoClass 'Q'" in str(error.value)
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()

@@ -9,7 +9,9 @@ All other lines there (the header, per-evaluator ``C-E1:`` / ``A-E1:`` lines)
 are ignored; a line that starts like a summary line but does not parse is an
 error naming file and line. The speaker of a turn is the session plus the
 gender letter of its last id part (``Ses01F_impro01_M013`` -> ``Ses01M``),
-not the dialog prefix: in ``Ses01F_*`` dialogs the male actor speaks too.
+not the dialog prefix: in ``Ses01F_*`` dialogs the male actor speaks too. The summary line's
+``[V, A, D]`` become ``valence``, ``arousal`` and ``dominance`` on the declared 1-5 scale
+(``corpus.json`` ``dimensions``), the targets of ``task=dimensional``.
 A turn's audio is ``sentences/wav/<dialog>/<utterance>.wav`` or a converted copy
 under the same name (``<utterance>.flac``, ...). Its video is the dialogue's recording
 ``dialog/avi/DivX/<dialog>.avi`` (both actors; the largest face is used) between the
@@ -38,6 +40,8 @@ _SUMMARY = re.compile(
     r"\s+\[(?P<vad>[^\]]*)\]\s*$")
 _TRANSCRIPT = re.compile(r"^(?P<utt>Ses\S+)\s+\[[^\]]*\]:\s?(?P<text>.*)$")
 _UTTERANCE_TAIL = re.compile(r"^[FM]\d+$")
+#: The scale of the [V, A, D] ratings (annotators' 1-5 self-assessment manikins, averaged).
+DIMENSION_SCALE = (1.0, 5.0)
 
 
 class IemocapAdapter(Adapter):
@@ -112,10 +116,16 @@ class IemocapAdapter(Adapter):
         if not options["improvised_only"]:
             notes.append("scripted dialogs repeat the same sentences with different labels, which leaks "
                          "labels into text models; report improvised_only=true as well")
+        off_scale = sum(len(u.extra["vad"]) != sum(d in u.extra for d in ("valence", "arousal", "dominance"))
+                        for u in utterances)
+        notes.append("valence/arousal/dominance are the summary line's [V, A, D] on the 1-5 scale "
+                     "(task=dimensional)" + (f"; {off_scale} utterance(s) have a value outside it, left out of "
+                                             "that dimension" if off_scale else ""))
         notes += filter(None, [index.note()])
         return Collected(utterances, label_map, plan,
                          audio="absolute paths to the sentence audio files under the root",
-                         failures=failures, notes=notes)
+                         failures=failures, notes=notes,
+                         extra={"dimensions": {d: list(DIMENSION_SCALE) for d in ("valence", "arousal", "dominance")}})
 
     def _read_labels(self, root: Path) -> tuple[list[Utterance], list[Issue]]:
         utterances: list[Utterance] = []
@@ -167,7 +177,9 @@ class IemocapAdapter(Adapter):
                     utterances.append(Utterance(
                         key=utt, wav=str(wav), emo=emo, dataset=self.name, speaker=utt[:5] + tail[0],
                         lang="en", session=session, gender=tail[0], **video,
-                        extra={"dialog": dialog, "improvised": "_impro" in dialog, "vad": vad},
+                        extra={"dialog": dialog, "improvised": "_impro" in dialog, "vad": vad,
+                               **{name: value for name, value in zip(("valence", "arousal", "dominance"), vad)
+                                  if DIMENSION_SCALE[0] <= value <= DIMENSION_SCALE[1]}},
                         source=source,
                     ))
         return utterances, issues

@@ -119,7 +119,7 @@ def _check_plan(name: str, collected: Collected) -> None:
                     raise RuntimeError(f"{name}: fold {k}: key {u.key!r} unknown or in two splits")
                 seen[u.key] = split
         if collected.plan.speaker_independent:
-            test = {u.speaker for u in fold.get("test", [])}
+            test = {u.speaker for u in fold.get("test", []) if u.speaker}
             shared = {u.speaker for s in ("train", "valid") for u in fold.get(s, [])} & test
             if shared:
                 raise RuntimeError(f"{name}: fold {k} is meant to be speaker-independent but shares {shared}")
