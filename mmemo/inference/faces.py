@@ -81,7 +81,7 @@ def face_timeline(model, video: EncoderOutput, row: int, smooth: int, classes: l
     logits = np.full((steps, len(classes)), np.nan, np.float32)
     if bool(keep.any()):
         scored = model.logits({"video": EncoderOutput(padded[keep], padded_mask[keep])}).float().cpu().numpy()
-        logits[keep.cpu().numpy()] = scored
+        logits[keep.cpu().numpy()] = scored[:, : len(classes)]   # class logits (dimensions follow them)
     times = (np.arange(steps) + 0.5) / frame_rate
     present = ~np.isnan(logits).any(1)
     times, logits = times[present], logits[present]  # frames without a face have no face reading

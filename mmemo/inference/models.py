@@ -40,10 +40,13 @@ class ScoringModel(abc.ABC):
     needs_frames: bool
     #: Whether frame-level scores exist (the head can score a window of speech frames).
     supports_frames: bool = True
+    #: Dimensions the model predicts (arousal, valence, ...; task=dimensional|multitask), [] for most.
+    dimensions: list[str] = []
 
     @abc.abstractmethod
     def logits(self, feats: dict[str, EncoderOutput], batch: dict | None = None) -> torch.Tensor:
-        """Class logits [B,C] for encoder outputs (``batch``: the raw inputs, for heads that read them)."""
+        """Class logits [B,C] for encoder outputs (``batch``: the raw inputs, for heads that read them),
+        followed by the :attr:`dimensions`' values on [0, 1] when there are any: [B, C+D]."""
 
     def to(self, device: str | torch.device) -> ScoringModel:
         for module in self.modules():
@@ -97,6 +100,7 @@ class ClassifierModel(ScoringModel):
         self.video = classifier.encoders["video"] if "video" in classifier.encoders else None
         self.needs_frames = bool(getattr(classifier.head, "needs_frames", True))
         self.supports_frames = bool(classifier.scores_frames) and self.speech is not None
+        self.dimensions = list(getattr(classifier, "dimensions", None) or [])
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.classifier]

@@ -19,13 +19,16 @@ FORMATS = ("json", "jsonl", "csv")
 INDEX_FILE = "index.jsonl"
 
 
-def render_predictions(predictions: list[Prediction], fmt: str, classes: list[str]) -> str:
+def render_predictions(predictions: list[Prediction], fmt: str, classes: list[str],
+                       dimensions: list[str] | None = None) -> str:
     """The predictions as text.
 
     json: one list of records; jsonl: one record per line; csv: one row per clip in utterance
     mode, one row per frame when the predictions carry timelines (failed clips get a row with
-    their ``error``). Probability columns are ``p_<class>`` in the model's class order.
+    their ``error``). Probability columns are ``p_<class>`` in the model's class order, then one
+    column per predicted dimension (``arousal``, ``valence``, ... on [0, 1]) for models that have them.
     """
+    dimensions = list(dimensions or [])
     if fmt not in FORMATS:
         raise InvalidInput(f"format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "json":
@@ -37,20 +40,24 @@ def render_predictions(predictions: list[Prediction], fmt: str, classes: list[st
     writer = csv.writer(buffer, lineterminator="\n")
     probability_columns = [f"p_{c}" for c in classes]
     if frames:
-        writer.writerow(["audio_id", "time", "label", *probability_columns, "error"])
+        writer.writerow(["audio_id", "time", "label", *probability_columns, *dimensions, "error"])
         for p in predictions:
             if p.timeline is None:
-                writer.writerow([p.audio_id, "", "", *[""] * len(classes), p.error or ""])
+                writer.writerow([p.audio_id, "", "", *[""] * (len(classes) + len(dimensions)), p.error or ""])
                 continue
             top = p.timeline.scores.argmax(1) if len(p.timeline.times) else []
-            for t, index, row in zip(p.timeline.times, top, p.timeline.scores):
-                writer.writerow([p.audio_id, f"{t:.3f}", classes[int(index)], *(f"{v:.5f}" for v in row), ""])
+            values = p.timeline.values if dimensions and p.timeline.values is not None else \
+                np.zeros((len(p.timeline.times), 0))
+            for t, index, row, value in zip(p.timeline.times, top, p.timeline.scores, values):
+                writer.writerow([p.audio_id, f"{t:.3f}", classes[int(index)], *(f"{v:.5f}" for v in row),
+                                 *(f"{v:.5f}" for v in value), ""])
     else:
-        writer.writerow(["audio_id", "label", "confidence", "duration", *probability_columns, "error"])
+        writer.writerow(["audio_id", "label", "confidence", "duration", *probability_columns, *dimensions, "error"])
         for p in predictions:
             scores = [f"{p.scores[c]:.5f}" if c in p.scores else "" for c in classes]
+            values = [f"{(p.dimensions or {})[d]:.5f}" if d in (p.dimensions or {}) else "" for d in dimensions]
             writer.writerow([p.audio_id, p.label or "", "" if p.confidence is None else f"{p.confidence:.5f}",
-                             f"{p.duration:.3f}", *scores, p.error or ""])
+                             f"{p.duration:.3f}", *scores, *values, p.error or ""])
     return buffer.getvalue()
 
 

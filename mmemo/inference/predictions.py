@@ -35,6 +35,8 @@ class Prediction:
     logits: np.ndarray | None = field(default=None, repr=False)
     #: A video model's face timeline (the head on each face frame window alone; mmemo.inference.faces).
     face_timeline: Timeline | None = None
+    #: Predicted dimensions (arousal, valence, ...) on the normalised [0, 1] scale, for models that have them.
+    dimensions: dict[str, float] | None = None
 
     @classmethod
     def failed(cls, audio_id: str, error: str, path: str | None = None, duration: float = 0.0) -> Prediction:
@@ -54,6 +56,8 @@ class Prediction:
             out["path"] = self.path
         if self.cropped:
             out["cropped"] = True
+        if self.dimensions is not None:
+            out["dimensions"] = {k: round(v, 5) for k, v in self.dimensions.items()}
         if self.timeline is not None:
             out["timeline"] = self.timeline.to_dict()
         if self.face_timeline is not None:

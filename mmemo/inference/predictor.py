@@ -92,6 +92,8 @@ class Predictor:
         self.max_seconds = float(max_seconds)
         self.window_rows = int(window_rows)
         self.classes: list[str] = list(model.classes)
+        #: Dimensions (arousal, valence, ...) the model predicts; its outputs are [classes | dimensions].
+        self.dimensions: list[str] = list(model.dimensions)
         self.model_id: str = model.model_id
         self.frame_rate: float = float(model.speech.frame_rate)
         #: Face tracks are made as the model was trained (its data.video options), for video models.
@@ -236,11 +238,18 @@ class Predictor:
     def frame_scores(self, waveform: np.ndarray, smooth: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Frame times [T] (s, frame centres) and probabilities [T,C] for one waveform."""
         times, logits = self.frame_logits(waveform, smooth)
-        return times, softmax(logits)
+        return times, softmax(self.split(logits)[0])
+
+    def split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's outputs [..., C+D] as class logits [..., C] and dimension values [..., D] (None: no
+        dimensions)."""
+        count = len(self.classes)
+        return outputs[..., :count], (outputs[..., count:] if self.dimensions else None)
 
     def frame_logits(self, waveform: np.ndarray, smooth: int = 1, text: str | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Frame times [T] and logits [T,C]; audio beyond ``max_seconds`` is encoded in overlapping windows."""
+        """Frame times [T] and outputs [T,C(+D)] (:meth:`split`); audio beyond ``max_seconds`` is encoded in
+        overlapping windows."""
         self._check_request("frame", smooth)
         wave = check_waveform(waveform)
         if len(wave) > self.max_seconds * self.sample_rate:
@@ -325,8 +334,8 @@ class Predictor:
                 if embeddings else None
             out = []
             for row, wave in enumerate(waves):
-                row_logits = logits[row].cpu().numpy()
-                if not np.isfinite(row_logits).all():
+                row_logits, row_values = self.split(logits[row].cpu().numpy())
+                if not np.isfinite(logits[row].cpu().numpy()).all():
                     out.append(Prediction.failed(ids[row], f"{ids[row]}: {NON_FINITE}",
                                                  duration=len(full[row]) / self.sample_rate))
                     continue
@@ -336,6 +345,8 @@ class Predictor:
                                         {c: float(p) for c, p in zip(self.classes, probs)},
                                         len(full[row]) / self.sample_rate, logits=row_logits,
                                         cropped=len(full[row]) > len(wave))
+                if row_values is not None:
+                    prediction.dimensions = {d: float(v) for d, v in zip(self.dimensions, row_values)}
                 if pooled is not None:
                     prediction.embedding = pooled[row]
                 if granularity == "frame":
@@ -355,11 +366,13 @@ class Predictor:
                 out.append(prediction)
         return out
 
-    def _timeline(self, times: np.ndarray, logits: np.ndarray, smooth: int, samples: int) -> Timeline:
+    def _timeline(self, times: np.ndarray, outputs: np.ndarray, smooth: int, samples: int) -> Timeline:
+        logits, values = self.split(outputs)
         scores = softmax(logits)
         return Timeline(times, scores, merge_segments(times, scores, self.classes, self.frame_rate,
                                                       samples / self.sample_rate),
-                        logits=logits, classes=list(self.classes), frame_rate=self.frame_rate, smooth=smooth)
+                        logits=logits, classes=list(self.classes), frame_rate=self.frame_rate, smooth=smooth,
+                        values=values, dimensions=list(self.dimensions))
 
     def _window_logits(self, feats: dict[str, EncoderOutput], row: int, smooth: int) -> np.ndarray:
         """Logits [T,C] of each frame's window of clip ``row`` (text, if any, is the whole transcript)."""
@@ -385,7 +398,8 @@ class Predictor:
                 window_feats["text"] = EncoderOutput(text.frames[row: row + 1].expand(size, -1, -1),
                                                      text.mask[row: row + 1].expand(size, -1))
             chunks.append(self.model.logits(window_feats).float().cpu().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), np.float32)
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes) + len(self.dimensions)),
+                                                              np.float32)
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)

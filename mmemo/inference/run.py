@@ -106,7 +106,7 @@ def predict(paths: list[str | Path], options: PredictOptions | None = None, **ch
         predictions = predictor.predict_files(paths, granularity=o.granularity,
                                               embeddings=o.embeddings_dir is not None, smooth=o.smooth,
                                               progress=o.progress, audio_root=o.audio_root, use_text=o.use_text)
-    text = render_predictions(predictions, o.fmt, predictor.classes)
+    text = render_predictions(predictions, o.fmt, predictor.classes, predictor.dimensions)
     if o.out is None:
         sys.stdout.write(text)
         output = None

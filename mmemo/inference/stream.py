@@ -73,6 +73,8 @@ class StreamSession:
         self._received = 0
         self._emitted = 0  # frames emitted so far
         self._finished = False
+        #: Dimension values [N,D] of the frames the last push/finish returned (None: the model has none).
+        self.last_values: np.ndarray | None = None
 
     # -- what the monitor reads ------------------------------------------------------------
     @property
@@ -97,12 +99,17 @@ class StreamSession:
     def push(self, chunk: bytes | bytearray | memoryview | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add a chunk; return the frames completed by it: times [N] (s from stream start), probabilities [N,C]."""
         times, logits = self.push_logits(chunk)
-        return times, softmax(logits)
+        return times, self._scores(logits)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """End of stream: score every remaining frame (no lookahead is left to wait for)."""
         times, logits = self.finish_logits()
-        return times, softmax(logits)
+        return times, self._scores(logits)
+
+    def _scores(self, outputs: np.ndarray) -> np.ndarray:
+        """Class probabilities of the frames just scored; their dimension values go to :attr:`last_values`."""
+        logits, self.last_values = self.predictor.split(outputs)
+        return softmax(logits)
 
     def push_logits(self, chunk) -> tuple[np.ndarray, np.ndarray]:
         if self._finished:
@@ -149,7 +156,8 @@ class StreamSession:
 
     def _join(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         if not parts:
-            return np.zeros(0), np.zeros((0, len(self.predictor.classes)), np.float32)
+            width = len(self.predictor.classes) + len(self.predictor.dimensions)
+            return np.zeros(0), np.zeros((0, width), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

@@ -38,7 +38,8 @@ class Segment:
 
 @dataclass
 class Timeline:
-    """times: [T] seconds (frame centres); scores: [T,C] probabilities over ``classes``; logits: [T,C]."""
+    """times: [T] seconds (frame centres); scores: [T,C] probabilities over ``classes``; logits: [T,C];
+    ``values``: [T,D] of ``dimensions`` (normalised [0, 1]) for a model that predicts dimensions."""
 
     times: np.ndarray
     scores: np.ndarray
@@ -47,12 +48,18 @@ class Timeline:
     classes: list[str] = field(default_factory=list)
     frame_rate: float | None = None
     smooth: int = 1
+    values: np.ndarray | None = None
+    dimensions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"frame_rate": self.frame_rate, "smooth": self.smooth, "classes": list(self.classes),
-                "times": [round(float(t), 4) for t in self.times],
-                "scores": np.round(self.scores.astype(np.float64), 5).tolist(),
-                "segments": [segment.to_dict() for segment in self.segments]}
+        out = {"frame_rate": self.frame_rate, "smooth": self.smooth, "classes": list(self.classes),
+               "times": [round(float(t), 4) for t in self.times],
+               "scores": np.round(self.scores.astype(np.float64), 5).tolist(),
+               "segments": [segment.to_dict() for segment in self.segments]}
+        if self.values is not None and self.dimensions:
+            out["dimensions"] = {name: np.round(self.values[:, d].astype(np.float64), 5).tolist()
+                                 for d, name in enumerate(self.dimensions)}
+        return out
 
 
 def frame_times(count: int, frame_rate: float, first: int = 0) -> np.ndarray:

@@ -89,16 +89,20 @@ class Monitor:
         self.settings = settings
         self.predictor = predictor
         self.classes = list(predictor.classes)
+        #: Dimensions the model predicts (arousal, valence, ...): ``type: dimensions`` rules watch them.
+        self.dimensions = list(getattr(predictor, "dimensions", []) or [])
         self.model_id = str(getattr(predictor, "model_id", settings.model or "unknown"))
         self.frame_period = 1.0 / float(predictor.frame_rate)
         self.clock = clock
         self.started = clock()
         # a user's rules file is strict; the built-in default skips rules that do not fit the model
         self.rules_file = RulesFile(settings.rules or default_rules_path(), self.classes,
-                                    strict=settings.rules is not None, allowed_hosts=settings.webhook_allow_hosts)
+                                    strict=settings.rules is not None, allowed_hosts=settings.webhook_allow_hosts,
+                                    dimensions=self.dimensions)
         self.store = ResultStore(settings.db_url, hash_ids=settings.hash_ids, salt=settings.salt or "",
                                  retention_days=settings.retention_days)
-        self.engine = AlertEngine(lambda: self.rules_file.ruleset, self.classes, self.store.last_firings())
+        self.engine = AlertEngine(lambda: self.rules_file.ruleset, self.classes, self.store.last_firings(),
+                                  dimensions=self.dimensions)
         self.dispatcher = AlertDispatcher(self.store, transport, clock=clock,
                                           backoff_scale=settings.webhook_backoff_scale,
                                           allowed_hosts=settings.webhook_allow_hosts, mailer=_mailer(settings))
@@ -266,12 +270,16 @@ class Monitor:
         if prediction.error:
             raise AnalysisError(f"the model could not analyse {audio_id!r}: {prediction.error}")
         timeline = prediction.timeline
+        values = None
         if timeline is not None and len(timeline.times):
             times, probs, period = np.asarray(timeline.times), np.asarray(timeline.scores), self.frame_period
+            values = timeline.values
         else:  # a model without frame scores: the utterance score as one frame spanning the clip
             period = max(prediction.duration, 1e-3)
             times = np.array([period / 2])
             probs = np.array([[prediction.scores[c] for c in self.classes]])
+            if prediction.dimensions:
+                values = np.array([[prediction.dimensions[d] for d in self.dimensions]])
         mask = self.rules_file.ruleset.mask(self.classes)
         if mask is not None:  # the rules file watches a subset of the model's classes
             probs = mask(probs)
@@ -280,7 +288,7 @@ class Monitor:
             if timeline is not None:
                 timeline.scores = probs
         session = self.engine.session(channel, audio_id, period, start_time=received)
-        alerts = self._raise_alerts(session.feed(times, probs))
+        alerts = self._raise_alerts(session.feed(times, probs, values if self.dimensions else None))
         face = getattr(prediction, "face_timeline", None)
         record = self.store.add_record(
             audio_id=audio_id, channel=channel, source=source, model_id=self.model_id,

@@ -22,8 +22,8 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 
+from mmemo.monitor.actions import Action
 from mmemo.monitor.destinations import DestinationError, check_resolved
-from mmemo.monitor.rules import Action
 from mmemo.monitor.store import ResultStore
 from mmemo.monitor.templates import TemplateProblem, render_payload, render_text
 

@@ -8,9 +8,11 @@ files from the same call-centre line share a cooldown but never a window.
 Window semantics, for a frame period ``dt`` and a rule with ``duration``: the window is the
 last ``n = max(1, ceil(duration / dt))`` frames. It *holds* when it is full and its frames'
 rule score (one emotion, or the sum of several) is ``>= threshold`` on every frame
-(``aggregate: min``) or on average (``aggregate: mean``). A rule fires on the first frame where
-its window holds and its cooldown has passed; its window then starts afresh, so a condition
-that keeps holding fires again after another full window (and the cooldown).
+(``aggregate: min``) or on average (``aggregate: mean``); a dimensions rule holds when its
+conditions (``arousal >= 0.7 and valence <= 0.3``) hold on every frame, or on the window means.
+A rule fires on the first frame where its window holds and its cooldown has passed; its window
+then starts afresh, so a condition that keeps holding fires again after another full window
+(and the cooldown).
 """
 
 from __future__ import annotations
@@ -87,6 +89,52 @@ class _Window:
         self.total, self.below = 0.0, 0
 
 
+_COMPARE = {">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less}
+
+
+def conditions_hold(rule: Rule, values: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Whether every condition of a dimensions rule holds, per row of ``values`` [..., D] -> [...] bool."""
+    ok = np.ones(values.shape[:-1], dtype=bool)
+    for (_, op, bound), column in zip(rule.conditions, columns):
+        ok &= _COMPARE[op](values[..., column], bound - 1e-9 if op == ">=" else bound + 1e-9 if op == "<=" else bound)
+    return ok
+
+
+@dataclass
+class _DimensionWindow:
+    """The window of a ``type: dimensions`` rule: every frame meets the conditions (``min``) or the
+    window's mean of each dimension does (``mean``)."""
+
+    rule: Rule
+    size: int
+    columns: list[int]
+    rows: deque = field(default_factory=deque)
+    missed: int = 0  # frames in the window that do not meet the conditions
+
+    def push(self, vector: np.ndarray) -> None:
+        ok = bool(conditions_hold(self.rule, vector, self.columns))
+        self.rows.append((vector, ok))
+        self.missed += not ok
+        if len(self.rows) > self.size:
+            self.missed -= not self.rows.popleft()[1]
+
+    def holds(self) -> bool:
+        if len(self.rows) < self.size:
+            return False
+        if self.rule.aggregate == "min":
+            return self.missed == 0
+        return bool(conditions_hold(self.rule, np.mean([v for v, _ in self.rows], axis=0), self.columns))
+
+    @property
+    def total(self) -> float:
+        """Frames meeting the conditions (so ``total / size`` is the share reported as the alert's score)."""
+        return float(len(self.rows) - self.missed)
+
+    def reset(self) -> None:
+        self.rows.clear()
+        self.missed = 0
+
+
 class AlertEngine:
     """Current rules plus the cooldown clock; thread-safe (sessions run on worker threads).
 
@@ -96,10 +144,13 @@ class AlertEngine:
     """
 
     def __init__(self, rules: RuleSet | Callable[[], RuleSet], classes: Sequence[str],
-                 last_fired: dict[tuple[str, str], float] | None = None):
+                 last_fired: dict[tuple[str, str], float] | None = None, dimensions: Sequence[str] = ()):
         self._rules = rules if callable(rules) else (lambda: rules)
         self.classes = list(classes)
+        #: The model's dimensions, in the order of the ``values`` columns sessions are fed.
+        self.dimensions = list(dimensions)
         self._index = {name: i for i, name in enumerate(self.classes)}
+        self._dimension_index = {name: i for i, name in enumerate(self.dimensions)}
         self._last_fired: dict[tuple[str, str], float] = dict(last_fired or {})
         self._lock = threading.Lock()
 
@@ -113,6 +164,9 @@ class AlertEngine:
         return RuleSession(self, channel, audio_id, frame_period, clock() if start_time is None else start_time)
 
     def columns(self, rule: Rule) -> list[int]:
+        """The score columns a rule reads: its emotions' (or, for a dimensions rule, its conditions')."""
+        if rule.type == "dimensions":
+            return [self._dimension_index[name] for name, _, _ in rule.conditions]
         return [self._index[emotion] for emotion in rule.emotions]
 
     def try_fire(self, rule: Rule, channel: str, event_time: float) -> bool:
@@ -143,24 +197,37 @@ class RuleSession:
             windows = {}
             for rule in ruleset.for_channel(self.channel):
                 old = self._windows.get(rule.key())
-                windows[rule.key()] = old if old is not None and old.rule == rule else _Window(
-                    rule, frames_needed(rule.duration, self.frame_period))
+                size = frames_needed(rule.duration, self.frame_period)
+                windows[rule.key()] = old if old is not None and old.rule == rule else \
+                    _DimensionWindow(rule, size, self.engine.columns(rule)) if rule.type == "dimensions" \
+                    else _Window(rule, size)
             self._windows, self._ruleset = windows, ruleset
         return list(self._windows.values())
 
-    def feed(self, times: np.ndarray, probs: np.ndarray) -> list[Alert]:
-        """Evaluate new frames (``times: [T]`` frame centres, s into the audio; ``probs: [T,C]``); return firings."""
+    def feed(self, times: np.ndarray, probs: np.ndarray, values: np.ndarray | None = None) -> list[Alert]:
+        """Evaluate new frames (``times: [T]`` frame centres, s into the audio; ``probs: [T,C]``; ``values:
+        [T,D]`` the engine's dimensions, for dimensions rules); return firings."""
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim != 2 or probs.shape[0] != times.shape[0] or probs.shape[1] != len(self.engine.classes):
             raise InvalidInput(f"expected probs [T={times.shape[0]}, C={len(self.engine.classes)}], "
                              f"got {list(probs.shape)}")
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (times.shape[0], len(self.engine.dimensions)):
+                raise InvalidInput(f"expected dimension values [T={times.shape[0]}, D={len(self.engine.dimensions)}]"
+                                   f", got {list(values.shape)}")
         alerts: list[Alert] = []
         for window in self._current_windows():
             rule = window.rule
-            scores = probs[:, self.engine.columns(rule)].sum(axis=1)
+            if rule.type == "dimensions":
+                if values is None:  # this audio has no dimension values (a model without them)
+                    continue
+                scores = values
+            else:
+                scores = probs[:, self.engine.columns(rule)].sum(axis=1)
             for t, value in zip(times, scores):
-                window.push(float(value))
+                window.push(value if rule.type == "dimensions" else float(value))
                 if not window.holds():
                     continue
                 if not self.engine.try_fire(rule, self.channel, self.start_time + t):
@@ -170,7 +237,7 @@ class RuleSession:
                 alerts.append(Alert(rule=rule.name, priority=rule.priority, channel=self.channel,
                                     audio_id=self.audio_id, start=round(max(start, 0.0), 4),
                                     end=round(t + half, 4), score=window.total / window.size,
-                                    threshold=rule.threshold, emotions=list(rule.emotions),
+                                    threshold=rule.threshold, emotions=list(rule.emotions or rule.dimensions),
                                     fired_at=self.start_time + float(t), description=rule.describe(),
                                     actions=list(rule.actions)))
                 window.reset()

@@ -95,7 +95,8 @@ class LiveStream:
         mask = self.monitor.rules_file.ruleset.mask(self.monitor.classes)
         if mask is not None:
             probs = mask(probs)
-        alerts = self.monitor._raise_alerts(self.rules.feed(times, probs)) if len(times) else []
+        values = getattr(self.session, "last_values", None) if self.monitor.dimensions else None
+        alerts = self.monitor._raise_alerts(self.rules.feed(times, probs, values)) if len(times) else []
         self.alert_ids += [a["id"] for a in alerts]
         if len(times):
             self.times.append(times)

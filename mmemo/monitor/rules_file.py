@@ -34,9 +34,10 @@ class RulesFile:
     """
 
     def __init__(self, path: str | Path, classes: Sequence[str] | None = None, *, strict: bool = True,
-                 allowed_hosts: Collection[str] = ()):
+                 allowed_hosts: Collection[str] = (), dimensions: Sequence[str] = ()):
         self.path = Path(path)
         self.classes = list(classes) if classes is not None else None
+        self.dimensions = list(dimensions)
         self.strict = strict
         self.allowed_hosts = tuple(allowed_hosts)
         self._lock = threading.Lock()
@@ -54,7 +55,8 @@ class RulesFile:
         return stat.st_mtime_ns, stat.st_size
 
     def _load(self) -> RuleSet:
-        return load_rules(self.path, self.classes, strict=self.strict, allowed_hosts=self.allowed_hosts)
+        return load_rules(self.path, self.classes, strict=self.strict, allowed_hosts=self.allowed_hosts,
+                          dimensions=self.dimensions)
 
     def reload(self) -> ReloadResult:
         """Re-read the file now (``POST /rules/reload``). Never raises: a file that cannot be
