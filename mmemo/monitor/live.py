@@ -101,8 +101,12 @@ class LiveStream:
         if len(times):
             self.times.append(times)
             self.probs.append(probs)
-        return {"type": "frames", "times": np.round(times, 4).tolist(), "scores": np.round(probs, 5).tolist(),
-                "seconds": round(self.seconds, 3), "alerts": alerts}
+        update = {"type": "frames", "times": np.round(times, 4).tolist(), "scores": np.round(probs, 5).tolist(),
+                  "seconds": round(self.seconds, 3), "alerts": alerts}
+        if values is not None:  # a model with dimensions: [T, D] in monitor.dimensions' order
+            update["dimensions"] = {d: np.round(values[:, i], 5).tolist()
+                                    for i, d in enumerate(self.monitor.dimensions)}
+        return update
 
     def finish(self) -> dict:
         """Flush the last frames and store the stream's record (mean frame scores)."""

@@ -92,3 +92,54 @@ def test_soft_cross_entropy_is_cross_entropy_for_one_hot_and_weighting_learns():
     assert weighting.log_variance.grad.tolist() == pytest.approx([1 - 2.0, 1 - 0.5])
     with pytest.raises(InvalidInput, match="missing"):
         weighting({"categorical": torch.tensor(1.0)})
+
+
+def test_epoch_metrics_equal_a_hand_computation_over_batches_with_missing_values():
+    """DimensionalMetrics (what metrics.json reports) over 3 batches and a mask = the formulas on the kept values."""
+    from scipy.stats import pearsonr
+
+    from mmemo.evaluation.dimensional import DimensionalMetrics
+
+    rng = np.random.default_rng(1)
+    t = rng.uniform(size=(90, 2))
+    p = np.clip(0.7 * t + rng.normal(scale=0.15, size=(90, 2)) + 0.05, 0, 1)
+    mask = np.ones((90, 2), bool)
+    mask[rng.choice(90, 20, replace=False), 1] = False
+    metric = DimensionalMetrics(["arousal", "valence"])
+    for rows in np.array_split(np.arange(90), 3):
+        metric.update(torch.tensor(p[rows]), torch.tensor(np.where(mask[rows], t[rows], 99.0)),
+                      torch.tensor(mask[rows]))
+    out = metric.summary()
+    for d, name in enumerate(["arousal", "valence"]):
+        keep = mask[:, d]
+        assert out[f"n_{name}"] == keep.sum()
+        assert out[f"CCC_{name}"] == pytest.approx(concordance(p[keep, d], t[keep, d]), abs=1e-9)
+        assert out[f"Pearson_{name}"] == pytest.approx(pearsonr(p[keep, d], t[keep, d])[0], abs=1e-9)
+        assert out[f"MAE_{name}"] == pytest.approx(np.abs(p[keep, d] - t[keep, d]).mean(), abs=1e-9)
+    assert out["CCC"] == pytest.approx((out["CCC_arousal"] + out["CCC_valence"]) / 2)
+    assert out["dimensions"] == ["arousal", "valence"]
+
+
+def test_soft_label_metrics_are_kl_and_js_to_the_annotators_distribution():
+    from scipy.spatial.distance import jensenshannon
+    from scipy.special import softmax
+    from scipy.stats import entropy
+
+    from mmemo.evaluation.dimensional import SoftLabelMetrics
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(12, 4))
+    votes = rng.integers(0, 4, size=(12, 4)).astype(float)
+    votes[:, 0] += 1                                     # every line has a vote; zeros (0 log 0) occur
+    q = votes / votes.sum(1, keepdims=True)
+    metric = SoftLabelMetrics()
+    metric.update(torch.tensor(logits[:5]), torch.tensor(q[:5]))
+    metric.update(torch.tensor(logits[5:]), torch.tensor(q[5:]))
+    out = metric.summary()
+    p = softmax(logits, axis=1)
+    assert out["KL"] == pytest.approx(np.mean([entropy(q[i], p[i]) for i in range(12)]), abs=1e-9)
+    assert out["JS"] == pytest.approx(np.mean([jensenshannon(q[i], p[i], base=2) ** 2 for i in range(12)]), abs=1e-9)
+    perfect = SoftLabelMetrics()
+    perfect.update(torch.log(torch.tensor(q)), torch.tensor(q))
+    assert perfect.summary()["KL"] == pytest.approx(0.0, abs=1e-9) and perfect.summary()["JS"] == pytest.approx(0.0,
+                                                                                                                abs=1e-9)
