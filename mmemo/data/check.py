@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmemo.data.datamodule import EmotionDataModule
-from mmemo.data.folds import available_folds, make_speaker_folds, write_folds
+from mmemo.data.folds import available_folds, corpus_info, make_speaker_folds, write_folds
 from mmemo.data.manifest import read_manifest
 from mmemo.errors import InvalidInput, MissingInput
 
@@ -31,6 +31,9 @@ class FoldReport:
     with_text: int = 0
     with_video: int = 0
     valid_origin: str = ""
+    #: Lines per split rated on every declared dimension (what task=dimensional trains and tests on).
+    rated: dict[str, int] = field(default_factory=dict)
+    dimensions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: list[tuple] = field(default_factory=list)
     error: str | None = None
@@ -59,6 +62,9 @@ class CheckReport:
                 lines.append(f"  {split:5s} {dict(sorted(counts.items()))}  speakers ({len(speakers)}): {shown}")
             total = sum(report.sizes.values())
             lines.append(f"  transcripts: {report.with_text}/{total}")
+            if report.dimensions:
+                lines.append(f"  rated on {', '.join(report.dimensions)} (task=dimensional, lines without a class "
+                             "included): " + ", ".join(f"{s} {n}" for s, n in report.rated.items()))
             if report.with_video:
                 lines.append(f"  videos: {report.with_video}/{total}")
             lines += [f"  warning: {warning}" for warning in report.warnings]
@@ -97,6 +103,10 @@ def check_corpus(root: str | Path, *, folds: list[int] | None = None, audio: boo
                 report.with_text += sum(bool((u.text or "").strip()) for u in utterances)
                 report.with_video += sum(u.video_path is not None for u in utterances)
             report.valid_origin = module.splits.valid_origin
+            report.dimensions = list(corpus_info(root).get("dimensions") or {})
+            if report.dimensions:
+                report.rated = {split: sum(all(isinstance(u.extra.get(d), (int, float)) for d in report.dimensions)
+                                           for u in utterances) for split, utterances in module.splits.items()}
             report.warnings = list(module.splits.warnings)
             report.skipped = list(module.skipped)
             reports.append(report)

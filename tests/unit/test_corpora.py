@@ -779,6 +779,10 @@ def test_msp_podcast_official_splits_test_sets_dimensions_and_votes(tmp_path):
     assert [f.sizes for f in report.folds] == [{"train": 5, "valid": 2, "test": 3}, {"train": 5, "valid": 2,
                                                                                      "test": 3}]
     assert "fold 1: train 5, valid 2, test 3" in report.render()
+    # the official partition sizes as a dimensional run sees them (the no-agreement segment is rated)
+    assert report.folds[0].rated == {"train": by_split["Train"], "valid": 2, "test": 3}
+    assert "rated on arousal, valence, dominance (task=dimensional, lines without a class included): train 6, " \
+           "valid 2, test 3" in report.render()
 
 
 def test_msp_podcast_speaker_in_train_and_test_is_refused_by_prepare_and_by_check(tmp_path):
