@@ -85,6 +85,10 @@ def run(cfg: DictConfig) -> dict:
     classes = list(datamodule.classes)
     grid = options.get("grid", {}).get(options["classifier"], {}) or {}
     candidates = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    if datamodule.task == "dimensional":
+        return _regress(cfg, datamodule, data, options, candidates, started)
+    if options["classifier"] == "ridge":
+        raise InvalidInput("classical.classifier=ridge regresses dimensions: use it with task=dimensional")
     best = None
     for params in candidates:
         model = make_classifier(options["classifier"], params, cfg.seed).fit(*data["train"])
@@ -113,4 +117,52 @@ def run(cfg: DictConfig) -> dict:
         finish_wandb()
     log.info("classical %s + %s fold %d: valid UA %.4f | test UA %.4f -> %s", options["features"],
              options["classifier"], datamodule.fold, valid["UA"], test["UA"], output_dir)
+    return {"test": test, "valid": valid, "meta": meta}
+
+
+def _regress(cfg: DictConfig, datamodule, data: dict, options: dict, candidates: list[dict], started: float) -> dict:
+    """task=dimensional: ridge regression of every dimension, alpha chosen on validation mean CCC."""
+    import torch
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mmemo.evaluation.dimensional import DimensionalMetrics
+
+    if options["classifier"] != "ridge":
+        raise InvalidInput(f"task=dimensional needs classical.classifier=ridge, got {options['classifier']!r}")
+    names = [d.name for d in datamodule.dimensions]
+    targets = {split: np.array([e.dimensions for e in ds.examples], dtype=np.float64)
+               for split, ds in datamodule.datasets.items()}
+
+    def scored(split: str, predicted: np.ndarray) -> dict:
+        metric = DimensionalMetrics(names)
+        known = ~np.isnan(targets[split])
+        metric.update(torch.from_numpy(predicted), torch.from_numpy(np.nan_to_num(targets[split])),
+                      torch.from_numpy(known))
+        return {"task": "dimensional", **metric.summary(), "n": len(predicted)}
+
+    complete = ~np.isnan(targets["train"]).any(1)   # ridge fits every dimension at once
+    best = None
+    for params in candidates:
+        model = make_pipeline(StandardScaler(), Ridge(**params)).fit(data["train"][0][complete],
+                                                                      targets["train"][complete])
+        valid = scored("valid", model.predict(data["valid"][0]))
+        log.info("classical ridge %s: valid CCC %.4f", params, valid["CCC"])
+        if best is None or valid["CCC"] > best[1]["CCC"]:
+            best = (model, valid, params)
+    model, valid, params = best
+    predicted = model.predict(data["test"][0])
+    test = scored("test", predicted)
+    rows = [{"key": e.utterance.key, "speaker": e.utterance.speaker or "",
+             **{k: v for d, name in enumerate(names) for k, v in
+                ((name, round(float(predicted[i, d]), 5)),
+                 (f"{name}_true", "" if np.isnan(targets["test"][i, d]) else round(float(targets["test"][i, d]), 5)))}}
+            for i, e in enumerate(datamodule.datasets["test"].examples)]
+    meta = run_metadata(cfg, datamodule, started) | {"classical": options, "selected_params": params}
+    output_dir = Path(cfg.paths.output_dir)
+    write_run_report(output_dir, test=test, valid=valid, meta=meta, predictions=rows)
+    datamodule.write_file_list(output_dir)
+    log.info("classical %s + ridge fold %d: valid CCC %.4f | test CCC %.4f -> %s", options["features"],
+             datamodule.fold, valid["CCC"], test["CCC"], output_dir)
     return {"test": test, "valid": valid, "meta": meta}
