@@ -334,8 +334,9 @@ class Predictor:
                 if embeddings else None
             out = []
             for row, wave in enumerate(waves):
-                row_logits, row_values = self.split(logits[row].cpu().numpy())
-                if not np.isfinite(logits[row].cpu().numpy()).all():
+                row_outputs = logits[row].cpu().numpy()
+                row_logits, row_values = self.split(row_outputs)
+                if not np.isfinite(row_outputs).all():
                     out.append(Prediction.failed(ids[row], f"{ids[row]}: {NON_FINITE}",
                                                  duration=len(full[row]) / self.sample_rate))
                     continue
