@@ -78,7 +78,9 @@ def run(cfg: DictConfig) -> dict:
     splits = list(options.get("splits") or ["valid", "test"])
     if "test" not in splits or not set(splits) <= {"valid", "test"}:
         raise InvalidInput(f"model.splits must list test (and optionally valid), got {splits}")
-    datamodule = instantiate(cfg.data, use_audio=False, use_text=True)
+    voice = options.get("voice") or {}
+    # audio is read only for speech-aware prompts (mmemo/llm/voice.py)
+    datamodule = instantiate(cfg.data, use_audio=bool(voice.get("prosody") or voice.get("checkpoint")), use_text=True)
     datamodule.setup("fit")
     classes = list(datamodule.classes)
     scorer, tokenizer = build_scorer(options)
@@ -91,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
     shots = few_shot_examples(training_pool(datamodule), int(options.get("shots", 0)), int(cfg.seed), tokens.words,
                               lambda u: tokens.words[classes.index(label_of[u.key])], scored_keys)
     groups = {"shots": shots, **{s: [e.utterance for e in datamodule.datasets[s].examples] for s in splits}}
-    voices = voice_lines(options.get("voice") or {}, groups, tokens.words_of)
+    voices = voice_lines(voice, groups, tokens.words_of)
     examples = [(u.text, tokens.words[classes.index(label_of[u.key])], voices.get(u.key)) for u in shots]
     length_norm = bool(options.get("length_norm", False))
     calibration = None
@@ -116,7 +118,7 @@ def run(cfg: DictConfig) -> dict:
     sample = next(iter(datamodule.datasets["test"].examples)).utterance
     meta = run_metadata(cfg, datamodule, started) | {
         "prompting": {"runtime": scorer.runtime, "shots": [u.key for u in shots], "calibrated": calibration is not None,
-                      "voice": sorted(k for k, v in (options.get("voice") or {}).items() if v),
+                      "voice": sorted(k for k in ("prosody", "checkpoint") if voice.get(k)),
                       "example_prompt": tokenizer.decode(tokens.prompt(sample.text or "", voices.get(sample.key),
                                                                        examples))}}
     name = Path(str(options["path"])).name

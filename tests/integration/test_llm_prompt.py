@@ -88,3 +88,21 @@ def test_few_shot_from_a_scored_split_is_refused(tiny_base_overrides, tiny_gguf,
                   output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="few-shot examples must come from the training split only"):
         train(cfg)
+
+
+def test_a_speech_aware_prompt_describes_each_voice_with_prosody_and_a_speech_model(tiny_overrides, tiny_base_overrides,
+                                                                                 tiny_gguf, tmp_path):
+    speech = tmp_path / "speech"
+    train(compose("train", [*tiny_overrides, "modalities=speech", "trainer.max_epochs=1"], output_dir=str(speech)))
+    out = tmp_path / "run"
+    cfg = compose("train", [*tiny_base_overrides, "model=llm_prompt", f"model.path={tiny_gguf}", "model.splits=[test]",
+                            "model.voice.prosody=true", f"model.voice.checkpoint={speech}/checkpoints/best.ckpt"],
+                  output_dir=str(out))
+    result = train(cfg)
+    prompting = result["meta"]["prompting"]
+    assert prompting["voice"] == ["checkpoint", "prosody"] and result["valid"] is None
+    voice = prompting["example_prompt"].split("Voice: ", 1)[1].split("\n", 1)[0].split("<|im_end|>")[0]
+    assert voice.startswith("a speech emotion model hears ") and voice.endswith("(relative to this speaker)")
+    for name in ("pitch", "pitch range", "loudness", "speaking rate", "pauses"):
+        assert f"{name} " in voice
+    assert json.loads((out / "metrics.json").read_text())["valid"] is None
