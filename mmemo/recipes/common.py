@@ -75,6 +75,11 @@ def build_model(cfg: DictConfig, datamodule):
                            "(it sets both)")
     if task != "categorical":
         model_cfg |= {"task": task, "dimensions": [d.name for d in datamodule.dimensions]}
+        if datamodule.dimensions:
+            from mmemo.training.objectives import dimension_stats
+
+            model_cfg["dimension_stats"] = dimension_stats([e.dimensions for e in datamodule.datasets["train"].examples
+                                                            if e.dimensions is not None])
     model = model_class(cfg)(classes=list(datamodule.classes), **{m: specs.get(m) for m in MODALITIES},
                              class_counts=[counts.get(i, 0) for i in range(len(datamodule.classes))], **model_cfg)
     model.run_config = resolved_config(cfg)

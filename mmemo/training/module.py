@@ -27,7 +27,7 @@ from mmemo.features.cached import Serving
 from mmemo.fusion.base import head_class
 from mmemo.training.checkpoints import CheckpointError, read_checkpoint
 from mmemo.training.errors import NonFiniteScoresError
-from mmemo.training.objectives import Objective, class_weights
+from mmemo.training.objectives import Objective, class_weights, legacy_state_keys
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class EmotionClassifier(L.LightningModule):
         modality_dropout: float = 0.0,
         task: str = "categorical",
         dimensions: list[str] | None = None,
+        dimension_stats: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -84,7 +85,7 @@ class EmotionClassifier(L.LightningModule):
         loss = {**LOSS_DEFAULTS, **(loss or {})}
         #: What is learnt and scored (classes, dimensions, both, distributions): mmemo/training/objectives.py.
         self.objective = Objective(task, self.classes, list(dimensions or []), self.head, loss,
-                                   class_weights(loss["class_weights"], class_counts))
+                                   class_weights(loss["class_weights"], class_counts), dimension_stats)
         self.task = self.objective.task
         self.dimensions = self.objective.dimensions
         if not 0.0 <= modality_dropout < 1.0:
@@ -366,8 +367,7 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         if checkpoint.get("mmemo_head_format", 1) < HEAD_FORMAT:
             hparams = legacy_head_options(hparams)
         model = model_class(checkpoint.get("mmemo_model_class"))(**hparams)
-        checkpoint["state_dict"] = {k.replace("loss_fn.", "objective.cross_entropy.", 1) if k.startswith("loss_fn.")
-                                    else k: v for k, v in checkpoint["state_dict"].items()}  # before objectives
+        checkpoint["state_dict"] = legacy_state_keys(checkpoint["state_dict"])
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"], strict=False)
     except OSError:

@@ -36,6 +36,18 @@ def test_a_dimensional_run_selects_on_ccc_writes_its_files_and_eval_and_predict_
     assert test["CCC"] == pytest.approx((test["CCC_arousal"] + test["CCC_valence"]) / 2)
     assert (out / "dimensions.png").is_file() and not (out / "confusion_matrix.png").exists()
     checkpoint = out / "checkpoints" / "best.ckpt"
+    # the regressor's scale is the training split's target statistics (data_files.tsv lists that split)
+    import torch
+
+    stats = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["dimension_stats"]
+    root = metrics["meta"]["config"]["data"]["root"]
+    lines = {json.loads(line)["key"]: json.loads(line) for line in open(f"{root}/manifest.jsonl")}
+    train_keys = [r["key"] for r in csv.DictReader((out / "data_files.tsv").open(), delimiter="\t")
+                  if r["split"] == "train"]
+    for i, name in enumerate(("arousal", "valence")):
+        values = np.array([lines[k][name] for k in train_keys], dtype=float)   # the demo rates on [0, 1]
+        assert stats["mean"][i] == pytest.approx(values.mean(), abs=1e-5)
+        assert stats["std"][i] == pytest.approx(values.std(), abs=1e-5)
     evaluation = run_config(compose("eval", [f"ckpt_path={checkpoint}", "logger=csv"],
                                     output_dir=str(tmp_path / "eval")))
     assert evaluation["test"]["CCC"] == pytest.approx(test["CCC"], abs=1e-5)
@@ -43,8 +55,6 @@ def test_a_dimensional_run_selects_on_ccc_writes_its_files_and_eval_and_predict_
 
     predictor = Predictor.from_source(checkpoint)
     assert predictor.dimensions == ["arousal", "valence"]
-    root = metrics["meta"]["config"]["data"]["root"]
-    lines = {json.loads(line)["key"]: json.loads(line) for line in open(f"{root}/manifest.jsonl")}
     chosen = [lines[r["key"]] for r in rows[:3]]
     manifest = tmp_path / "clips.jsonl"
     manifest.write_text("".join(json.dumps({"key": c["key"], "wav": f"{root}/{c['wav']}", "text": c["text"],

@@ -170,3 +170,26 @@ def test_demo_ratings_follow_the_delivery_and_the_words_and_old_corpora_are_anno
     for path in [tiny_corpus / "manifest.jsonl", *sorted(tiny_corpus.glob("fold_*/*.jsonl"))]:
         mine = {u.key: u.extra for u in read_manifest(old / path.relative_to(tiny_corpus))}
         assert mine == {u.key: u.extra for u in read_manifest(path)}
+
+
+def test_the_regressor_predicts_standardised_targets_scaled_back_with_training_statistics(tmp_path):
+    from mmemo.training.objectives import dimension_stats, legacy_state_keys
+
+    stats = dimension_stats([[0.2, 0.9], [0.4, float("nan")], [0.6, 0.7]])
+    assert stats["mean"] == pytest.approx([0.4, 0.8]) and stats["std"] == pytest.approx([0.163299, 0.1], abs=1e-6)
+    assert dimension_stats([[0.5, 0.3], [0.5, 0.3]])["std"] == [1.0, 1.0]       # no spread: identity scale
+    model = EmotionClassifier(list(LABELS), speech=dict(TINY_SPECTRAL), fusion={"name": "concat"},
+                              task="dimensional", dimensions=["arousal", "valence"], dimension_stats=stats).eval()
+    last = [m for m in model.objective.regressor.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.0, -2.0]))    # +1 and -2 standard deviations
+    from mmemo.fusion.base import FusionOutput
+
+    fused = FusionOutput(torch.zeros(3, 4), embeddings={"fused": torch.randn(3, model.head.fused_dim())})
+    torch.testing.assert_close(model.objective.regress(fused), torch.tensor([[0.4 + 0.163299, 0.8 - 0.2]] * 3))
+    # a checkpoint from before the scale keeps its weights under the new key, and the identity scale
+    old = {"objective.regressor.net.5.weight": 1, "loss_fn.weight": 2, "head.classifier.0.weight": 3}
+    assert legacy_state_keys(old) == {"objective.regressor.regressor.net.5.weight": 1,
+                                      "objective.cross_entropy.weight": 2, "head.classifier.0.weight": 3}
+    assert legacy_state_keys({"objective.regressor.mean": 0}) == {"objective.regressor.mean": 0}
