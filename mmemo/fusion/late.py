@@ -12,8 +12,10 @@ as ``aux_<modality>``), so every branch learns to classify alone.
 Missing modality: the rule is applied over the modalities a sample has, so a
 sample without a transcript is classified by the speech branch alone.
 
-Dimensional targets (arousal, valence, ...) get one regressor per modality, averaged over the
-modalities a sample has (:class:`LateRegressor`).
+Dimensional targets (arousal, valence, ...) get one regressor per modality, combined over the
+modalities a sample has with **learned weights per dimension** (:class:`LateRegressor`; equal at the
+start): speech carries arousal and text valence, so an equal average drags each dimension towards
+the modality that does not carry it (on the demo corpus, fused arousal fell below speech alone).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from mmemo.fusion.base import FusionHead, FusionOutput, register
 from mmemo.fusion.layers import mlp
 
 RULES = ("mean_log_prob", "learned", "product")
+#: The regression weights' logits are this times their parameter, so they move as fast as the regressors
+#: learn (at the head's learning rate a softmax weight barely leaves 1/2 in 25 epochs).
+WEIGHT_SCALE = 10.0
 
 
 @register("late")
@@ -65,8 +70,7 @@ class LateFusion(FusionHead):
         return FusionOutput(combined, aux_losses=aux, embeddings=pooled, present=present)
 
     def regressor(self, outputs: int, hidden: int = 256, dropout: float = 0.2) -> nn.Module:
-        """Late fusion regresses as it classifies: one regressor per modality, averaged over the
-        modalities a sample has."""
+        """One regressor per modality, combined per dimension with learned weights."""
         return LateRegressor(self.pooled_dims, outputs, hidden, dropout)
 
 
@@ -74,8 +78,12 @@ class LateRegressor(nn.Module):
     def __init__(self, pooled_dims: dict[str, int], outputs: int, hidden: int, dropout: float):
         super().__init__()
         self.nets = nn.ModuleDict({m: mlp(d, hidden, outputs, dropout) for m, d in pooled_dims.items()})
+        #: [M, D] logits of each modality's weight for each dimension (softmax over the present ones)
+        self.weights = nn.Parameter(torch.zeros(len(pooled_dims), outputs))
 
     def forward(self, output: FusionOutput) -> torch.Tensor:
         values = torch.stack([self.nets[m](output.embeddings[m]).float() for m in self.nets])  # [M,B,D]
         available = torch.stack([output.present[m] for m in self.nets]).float()[..., None]  # [M,B,1]
-        return (values * available).sum(0) / available.sum(0).clamp(min=1.0)
+        logits = WEIGHT_SCALE * self.weights.float()[:, None, :] + torch.log(available.clamp(min=1e-12))
+        weights = torch.softmax(logits, 0)
+        return (weights * values).sum(0)

@@ -193,3 +193,26 @@ def test_the_regressor_predicts_standardised_targets_scaled_back_with_training_s
     assert legacy_state_keys(old) == {"objective.regressor.regressor.net.5.weight": 1,
                                       "objective.cross_entropy.weight": 2, "head.classifier.0.weight": 3}
     assert legacy_state_keys({"objective.regressor.mean": 0}) == {"objective.regressor.mean": 0}
+
+
+def test_late_fusion_regression_weights_each_modality_per_dimension():
+    from mmemo.fusion.base import FusionOutput
+    from mmemo.fusion.late import LateFusion
+
+    head = LateFusion({"speech": 4, "text": 3}, 4, dropout=0.0)
+    regressor = head.regressor(2).eval()
+    speech, text = torch.randn(3, 8), torch.randn(3, 6)
+    present = {"speech": torch.tensor([True, True, False]), "text": torch.tensor([True, False, True])}
+    output = FusionOutput(torch.zeros(3, 4), embeddings={"speech": speech, "text": text}, present=present)
+    own = {"speech": regressor.nets["speech"](speech), "text": regressor.nets["text"](text)}
+    got = regressor(output)
+    torch.testing.assert_close(got[0], (own["speech"][0] + own["text"][0]) / 2)   # equal at the start
+    torch.testing.assert_close(got[1], own["speech"][1])                           # only what is present
+    torch.testing.assert_close(got[2], own["text"][2])
+    with torch.no_grad():
+        regressor.weights.copy_(torch.tensor([[0.5, -0.5], [-0.5, 0.5]]))       # arousal: speech, valence: text
+    got = regressor(output)
+    mix = torch.softmax(torch.tensor([5.0, -5.0]), 0)
+    torch.testing.assert_close(got[0, 0], mix[0] * own["speech"][0, 0] + mix[1] * own["text"][0, 0])
+    torch.testing.assert_close(got[0, 1], mix[1] * own["speech"][0, 1] + mix[0] * own["text"][0, 1])
+    torch.testing.assert_close(got[1], own["speech"][1])                           # still only what is present
