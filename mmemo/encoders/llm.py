@@ -65,11 +65,14 @@ class CausalLMTextEncoder(TransformersTextEncoder):
 
     lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj")
 
-    def __init__(self, path: str, *, pooling: str = "mean", **options):
+    def __init__(self, path: str, *, pooling: str = "mean", trainable: str = "frozen", layer: str | int = "last",
+                 max_length: int = 128, name: str | None = None, memory_size: int = 200_000, top_k: int = 2,
+                 lora: dict | None = None):
         if pooling not in POOLINGS:
             raise InvalidInput(f"model.text.pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
-        super().__init__(path, **options)
+        super().__init__(path, trainable=trainable, layer=layer, max_length=max_length, name=name,
+                         memory_size=memory_size, top_k=top_k, lora=lora)
 
     def _load(self):
         tokenizer, lm = load_causal_lm(self.path)
