@@ -102,20 +102,19 @@ def describe(relative: Mapping[str, float] | None = None, emotions: Sequence[tup
     return "; ".join(parts)
 
 
-def voice_lines(options: Mapping, groups: Mapping[str, Sequence], label_words: Mapping[str, str] | None = None
-                ) -> dict[str, str]:
+def voice_lines(options: Mapping, groups: Mapping[str, Sequence], load_wave,
+                label_words: Mapping[str, str] | None = None) -> dict[str, str]:
     """``{utterance key: voice description}`` for every utterance in ``groups`` (``{name: [Utterance]}``).
 
     ``options`` (``model.voice``): ``prosody`` (bool), ``checkpoint`` (a speech model trained on this
-    fold's training split, or null), ``top_k`` (its classes named), ``max_seconds`` (audio read per
-    clip). Speaker baselines pool every utterance given here per speaker. A clip whose audio cannot
-    be read gets no description (counted in the log), never a failed run.
+    fold's training split, or null), ``top_k`` (its classes named). ``load_wave(utterance)`` decodes a
+    clip as training does (the data module's: segment, ``data.max_seconds`` crop). Speaker baselines
+    pool every utterance given here per speaker. A clip whose audio cannot be read gets no description
+    (counted in the log), never a failed run.
     """
     import logging
 
     from tqdm.auto import tqdm
-
-    from mmemo.data.audio import load_audio
 
     use_prosody, checkpoint = bool(options.get("prosody")), options.get("checkpoint")
     if not use_prosody and not checkpoint:
@@ -125,8 +124,7 @@ def voice_lines(options: Mapping, groups: Mapping[str, Sequence], label_words: M
     failed = []
     for key, u in tqdm(utterances.items(), desc="voice: reading audio", unit="clip", disable=len(utterances) < 50):
         try:
-            waves[key] = load_audio(u.audio_path, key=key, start=u.start, end=u.end,
-                                    max_seconds=float(options.get("max_seconds", 30.0))).wave
+            waves[key] = load_wave(u)
         except (OSError, ValueError) as error:
             failed.append(f"{key}: {error}")
     if failed:

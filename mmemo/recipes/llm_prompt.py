@@ -93,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
     shots = few_shot_examples(training_pool(datamodule), int(options.get("shots", 0)), int(cfg.seed), tokens.words,
                               lambda u: tokens.words[classes.index(label_of[u.key])], scored_keys)
     groups = {"shots": shots, **{s: [e.utterance for e in datamodule.datasets[s].examples] for s in splits}}
-    voices = voice_lines(voice, groups, tokens.words_of)
+    voices = voice_lines(voice, groups, datamodule.load_wave, tokens.words_of)
     examples = [(u.text, tokens.words[classes.index(label_of[u.key])], voices.get(u.key)) for u in shots]
     length_norm = bool(options.get("length_norm", False))
     calibration = None

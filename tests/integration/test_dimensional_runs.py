@@ -37,9 +37,9 @@ def test_a_dimensional_run_selects_on_ccc_writes_its_files_and_eval_and_predict_
     assert (out / "dimensions.png").is_file() and not (out / "confusion_matrix.png").exists()
     checkpoint = out / "checkpoints" / "best.ckpt"
     # the regressor's scale is the training split's target statistics (data_files.tsv lists that split)
-    import torch
+    from mmemo.training.checkpoints import read_checkpoint
 
-    stats = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["dimension_stats"]
+    stats = read_checkpoint(checkpoint)["hyper_parameters"]["dimension_stats"]
     root = metrics["meta"]["config"]["data"]["root"]
     lines = {json.loads(line)["key"]: json.loads(line) for line in open(f"{root}/manifest.jsonl")}
     train_keys = [r["key"] for r in csv.DictReader((out / "data_files.tsv").open(), delimiter="\t")

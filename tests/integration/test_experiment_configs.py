@@ -25,8 +25,9 @@ def test_every_experiment_has_a_study_folder():
 
 def llm_overrides(experiment: str, tiny_gguf) -> list[str]:
     """Tiny stand-ins for the causal LM a prompting or LLM-encoder experiment picks (and no speech model)."""
-    model = compose("train", [f"experiment={experiment}"]).model
-    if str(model.get("_target_", "")).endswith("llm_prompt.run"):
+    cfg = compose("train", [f"experiment={experiment}"])
+    model = cfg.model
+    if str(cfg.recipe.get("_target_", "")).endswith("llm_prompt.run"):
         return [f"model.path={tiny_gguf}", "model.voice.checkpoint=null"]
     if str((model.get("text") or {}).get("_target_", "")).endswith("CausalLMTextEncoder"):
         return [f"model.text.path={tiny_gguf}"]
