@@ -100,9 +100,10 @@ class TrainableModes:
 
     def fixed_weights(self) -> dict[str, torch.Tensor]:
         """Weights that never train in this mode (what a checkpoint can reference by hash):
-        frozen parameters and persistent buffers such as fixed positional tables."""
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {name: t for name, t in self.state_dict(keep_vars=True).items() if name not in trainable}
+        frozen parameters and persistent buffers such as fixed positional tables. A trained tensor
+        reachable under two names (a causal LM and its decoder, both registered) is trained under both."""
+        trainable = {id(p) for p in self.parameters() if p.requires_grad}
+        return {name: t for name, t in self.state_dict(keep_vars=True).items() if id(t) not in trainable}
 
     def source_fingerprint(self) -> str:
         """A hash of :meth:`fixed_weights`: identifies the pretrained weights a run started from."""

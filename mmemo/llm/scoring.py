@@ -34,9 +34,10 @@ FORCE_BIAS = 1.0e4
 
 
 def check_candidates(candidates: Sequence[Sequence[int]], labels: Sequence[str]) -> None:
+    """Every label needs its own, non-empty token sequence (with what ends it): prompting and label generation."""
     if len({tuple(c) for c in candidates}) != len(candidates) or not all(candidates):
-        raise InvalidInput(f"every label needs its own non-empty token sequence; got {dict(zip(labels, candidates))}"
-                           " (set label_words to tell them apart)")
+        raise InvalidInput(f"two labels tokenise identically (or one is empty): {dict(zip(labels, candidates))}; "
+                           "set label_words to tell them apart")
 
 
 class TransformersScorer:
@@ -99,27 +100,32 @@ class TransformersScorer:
         return scores.double().numpy()
 
 
+def llama_cpp_server(gguf_path: str | os.PathLike, *, n_ctx: int = 2048, threads: int | None = None):
+    """An in-process llama.cpp server (``xllamacpp``) on a GGUF file: one slot, quiet, every core by default."""
+    try:
+        import xllamacpp
+    except ImportError as error:
+        raise MissingDependency("the llama.cpp runtime needs the xllamacpp wheel: pip install xllamacpp") from error
+    if not os.path.isfile(gguf_path):
+        raise InvalidInput(f"llama.cpp needs a GGUF file; {gguf_path} is not one")
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf_path)
+    params.n_ctx = int(n_ctx)
+    params.n_parallel = 1  # one slot: its prompt cache carries over from one request to the next
+    params.cpuparams.n_threads = int(threads or max(1, os.cpu_count() or 1))
+    params.warmup = False
+    params.verbosity = -1  # llama.cpp logs every request otherwise
+    return xllamacpp.Server(params)
+
+
 class LlamaCppScorer:
     """The same scores through llama.cpp (``xllamacpp``) on a GGUF file."""
 
     runtime = "llama.cpp"
 
     def __init__(self, gguf_path: str | os.PathLike, *, n_ctx: int = 2048, threads: int | None = None):
-        try:
-            import xllamacpp
-        except ImportError as error:
-            raise MissingDependency("the llama.cpp runtime needs the xllamacpp wheel: pip install xllamacpp") from error
-        if not os.path.isfile(gguf_path):
-            raise InvalidInput(f"llama.cpp needs a GGUF file; {gguf_path} is not one")
-        params = xllamacpp.CommonParams()
-        params.model.path = str(gguf_path)
-        params.n_ctx = int(n_ctx)
-        params.n_parallel = 1  # one slot: its prompt cache carries over from one request to the next
-        params.cpuparams.n_threads = int(threads or max(1, os.cpu_count() or 1))
-        params.warmup = False
-        params.verbosity = -1  # llama.cpp logs every request otherwise
         self.n_ctx = int(n_ctx)
-        self.server = xllamacpp.Server(params)
+        self.server = llama_cpp_server(gguf_path, n_ctx=n_ctx, threads=threads)
 
     def _next_logprob(self, context: list[int], token: int) -> float:
         request = {"prompt": context, "n_predict": 1, "n_probs": 1, "temperature": 0.0, "cache_prompt": True,

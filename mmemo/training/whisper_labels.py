@@ -9,12 +9,9 @@ optionally followed by the transcript (joint emotion + ASR)::
 The prompt rides on Whisper's native conditioning slot (``<|startofprev|>``, the
 same one ``initial_prompt`` uses), so no new token or embedding is added.
 
-Evaluation never free-runs the decoder: every label in the label set is scored by
-its log-likelihood after the prompt, including the token that ends a label (end of
-text, or the separator before the transcript), so a label that is a prefix of
-another cannot win by stopping early. The arg-max is always a valid label, and the
-scores feed the same UA/WA/F1 metrics as every classifier. The encoder runs on
-variable-length clips (no 30 s padding) and the decoder's cross-attention masks the
+Training (teacher forcing) and scoring (every label's log-likelihood after the prompt, with the
+token that ends it) are :mod:`mmemo.training.label_generation`'s, shared with causal LMs. The
+encoder runs on variable-length clips (no 30 s padding) and the decoder's cross-attention masks the
 padding of the batch, so a clip's scores do not depend on its batch mates.
 
 Because the model is an :class:`EmotionClassifier`, checkpoints, ``mmemo eval``,
@@ -28,12 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mmemo.encoders.base import Encoder, EncoderOutput
+from mmemo.encoders.base import Encoder
 from mmemo.encoders.trainable import TrainableModes
 from mmemo.errors import InvalidInput
 from mmemo.features.cached import Serving
-from mmemo.fusion.base import FusionOutput
-from mmemo.training.module import EmotionClassifier
+from mmemo.llm.scoring import check_candidates
+from mmemo.training.label_generation import LabelGenerationClassifier, teacher_forcing_rows
 
 #: ``model.generation`` options and their defaults.
 GENERATION_DEFAULTS = {
@@ -61,10 +58,8 @@ class LabelPrompt:
         self.joint = joint
         self.separator = tokenizer.encode(separator) if joint else []
         self.end = self.separator if joint else [self.eot]
-        candidates = [tuple(label + self.end) for label in self.labels]
-        if len(set(candidates)) != len(candidates):
-            raise InvalidInput(f"two labels tokenise identically: {dict(zip(classes, self.labels))}; "
-                             "set model.generation.label_words")
+        candidates = self.candidates()
+        check_candidates(candidates, classes)
         self.max_tokens = max_tokens
         longest = len(self.prefix) + max(map(len, candidates))
         if longest > max_tokens:
@@ -87,16 +82,9 @@ class LabelPrompt:
 def teacher_forcing(prompt: LabelPrompt, labels: list[int], transcripts: list[str] | None,
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder inputs [B,L] and next-token targets [B,L] (-100 on the prefix and on padding)."""
-    rows = [prompt.prefix + prompt.target(label, transcripts[i] if transcripts else None)
-            for i, label in enumerate(labels)]
-    width = max(map(len, rows)) - 1
-    inputs = torch.full((len(rows), width), prompt.eot, dtype=torch.long)
-    targets = torch.full((len(rows), width), -100, dtype=torch.long)
-    start = len(prompt.prefix) - 1
-    for i, row in enumerate(rows):
-        inputs[i, : len(row) - 1] = torch.tensor(row[:-1])
-        targets[i, start: len(row) - 1] = torch.tensor(row[len(prompt.prefix):])
-    return inputs.to(device), targets.to(device)
+    targets = [prompt.target(label, transcripts[i] if transcripts else None) for i, label in enumerate(labels)]
+    inputs, labels_ = teacher_forcing_rows([prompt.prefix] * len(labels), targets, prompt.eot)
+    return inputs.to(device), labels_.to(device)
 
 
 class WhisperLabelDecoder(TrainableModes, nn.Module):
@@ -150,8 +138,8 @@ class WhisperLabelDecoder(TrainableModes, nn.Module):
         x = x + self._attend(block.cross_attn, block.cross_attn_ln(x), memory, key_mask, causal=False)
         return x + block.mlp(block.mlp_ln(x))
 
-    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """tokens [N,L], memory [N,S,D] (encoder output), memory_mask [N,S] -> logits [N,L,V]."""
+    def hidden(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """tokens [N,L], memory [N,S,D] (encoder output), memory_mask [N,S] -> final states [N,L,D]."""
         decoder = self.decoder
         if tokens.shape[1] > decoder.positional_embedding.shape[0]:
             raise InvalidInput(f"{tokens.shape[1]} tokens exceed the decoder's context of "
@@ -164,11 +152,18 @@ class WhisperLabelDecoder(TrainableModes, nn.Module):
                 x = checkpoint(self._block, block, x, memory, key_mask, use_reentrant=False)
             else:
                 x = self._block(block, x, memory, key_mask)
-        x = decoder.ln(x)
-        return x @ decoder.token_embedding.weight.to(x.dtype).T
+        return decoder.ln(x)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final states [...,D] -> vocabulary logits [...,V] (Whisper ties them to the token embedding)."""
+        return hidden @ self.decoder.token_embedding.weight.to(hidden.dtype).T
+
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """tokens [N,L], memory [N,S,D], memory_mask [N,S] -> logits [N,L,V]."""
+        return self.project(self.hidden(tokens, memory, memory_mask))
 
 
-class WhisperLabelClassifier(EmotionClassifier):
+class WhisperLabelClassifier(LabelGenerationClassifier):
     """Whisper encoder + decoder that scores the label set by log-likelihood.
 
     ``speech`` is a Whisper encoder config (any checkpoint format; its ``trainable``
@@ -202,6 +197,9 @@ class WhisperLabelClassifier(EmotionClassifier):
         self.prompt = LabelPrompt(tokenizer, self.classes, str(self.generation["prompt"] or ""),
                                   bool(self.generation["joint_transcript"]), str(self.generation["separator"]),
                                   self.generation["label_words"], int(decoder.dims.n_text_ctx))
+        self.candidates = self.prompt.candidates()
+        self.pad_id = self.prompt.eot
+        self.length_norm = bool(self.generation["length_norm"])
 
     # -- what recipes and prediction ask the class (see EmotionClassifier) -------------------
     @classmethod
@@ -217,15 +215,6 @@ class WhisperLabelClassifier(EmotionClassifier):
     def serving(cls, model_cfg: dict, encoders: dict[str, Encoder]) -> Serving:
         """The decoder cross-attends to every encoder frame: features are served as frames."""
         return Serving(pooled=False, frame_stride={})
-
-    #: The decoder scores a whole utterance; a window of frames has no label prompt of its own.
-    scores_frames = False
-
-    def score(self, feats: dict[str, EncoderOutput], batch: dict | None = None) -> torch.Tensor:
-        if batch is None:
-            raise NotImplementedError(f"{type(self).__name__} scores whole utterances only; "
-                                      "frame granularity needs a fusion head")
-        return self(batch).logits
 
     @property
     def needs_text(self) -> bool:
@@ -245,39 +234,24 @@ class WhisperLabelClassifier(EmotionClassifier):
 
     def label_scores(self, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Log-likelihood [B,C] of each label (and its end token) after the prompt."""
-        batch, classes = memory.shape[0], len(self.classes)
-        prefix = self.prompt.prefix
-        rows = [prefix + candidate for candidate in self.prompt.candidates()]
-        width = max(map(len, rows))
-        tokens = torch.full((classes, width), self.prompt.eot, dtype=torch.long, device=memory.device)
-        scored = torch.zeros(classes, width - 1, dtype=torch.bool, device=memory.device)
-        for c, row in enumerate(rows):
-            tokens[c, : len(row)] = torch.tensor(row, device=memory.device)
-            scored[c, len(prefix) - 1: len(row) - 1] = True
-        tokens = tokens.repeat(batch, 1)
-        scored = scored.repeat(batch, 1)
-        logits = self.head(tokens[:, :-1], memory.repeat_interleave(classes, 0), mask.repeat_interleave(classes, 0))
-        log_probs = logits.float().log_softmax(-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
-        total = (log_probs * scored).sum(1)
-        if self.generation["length_norm"]:
-            total = total / scored.sum(1)
-        return total.view(batch, classes)
+        return self.candidate_scores([self.prompt.prefix] * memory.shape[0], (memory, mask))
 
-    def forward(self, batch: dict) -> FusionOutput:
-        return FusionOutput(logits=self.label_scores(*self._memory(batch)))
-
-    def generation_loss(self, batch: dict) -> torch.Tensor:
-        """Teacher-forced cross-entropy of the target tokens (label [+ transcript] + end of text)."""
+    # -- what LabelGenerationClassifier asks ---------------------------------------------------
+    def prompts(self, batch: dict) -> tuple[list[list[int]], object]:
         memory, mask = self._memory(batch)
-        transcripts = list(batch["text"]) if self.prompt.joint and batch.get("text") is not None else None
-        inputs, targets = teacher_forcing(self.prompt, batch["label"].tolist(), transcripts, memory.device)
-        logits = self.head(inputs, memory, mask)
-        return F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
+        return [self.prompt.prefix] * memory.shape[0], (memory, mask)
 
-    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        loss = self.generation_loss(batch)
-        self.log("train/loss", loss, batch_size=len(batch["label"]), prog_bar=True, on_step=True, on_epoch=True)
-        return loss
+    def targets(self, batch: dict) -> list[list[int]]:
+        transcripts = list(batch["text"]) if self.prompt.joint and batch.get("text") is not None else None
+        return [self.prompt.target(label, transcripts[i] if transcripts else None)
+                for i, label in enumerate(batch["label"].tolist())]
+
+    def hidden_states(self, tokens: torch.Tensor, context: object, rows: torch.Tensor) -> torch.Tensor:
+        memory, mask = context
+        return self.head.hidden(tokens, memory[rows], mask[rows])
+
+    def output_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head.project(hidden)
 
     @torch.no_grad()
     def generate(self, batch: dict, max_tokens: int = 64) -> list[dict]:

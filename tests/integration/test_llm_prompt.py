@@ -1,4 +1,5 @@
-"""Zero-/few-shot label scoring (model=llm_prompt) through both runtimes on the same GGUF file."""
+"""Zero-/few-shot label scoring (model=llm_prompt) through both runtimes on the same GGUF file, and LoRA label
+generation (model=llm_label_generation) through mmemo train / eval."""
 
 from __future__ import annotations
 
@@ -106,3 +107,28 @@ def test_a_speech_aware_prompt_describes_each_voice_with_prosody_and_a_speech_mo
     for name in ("pitch", "pitch range", "loudness", "speaking rate", "pauses"):
         assert f"{name} " in voice
     assert json.loads((out / "metrics.json").read_text())["valid"] is None
+
+
+def test_lora_label_generation_trains_saves_only_adapters_and_evaluates_the_same(tiny_base_overrides, tiny_gguf,
+                                                                               tmp_path):
+    from mmemo.training.module import load_classifier
+
+    out = tmp_path / "lora"
+    cfg = compose("train", [*tiny_base_overrides, "model=llm_label_generation", f"++model.text.path={tiny_gguf}",
+                            "trainer.max_epochs=1"], output_dir=str(out))
+    result = train(cfg)
+    rows = read_rows(out / "predictions.csv")
+    classes = json.loads((out / "metrics.json").read_text())["meta"]["classes"]
+    assert rows and {r["prediction"] for r in rows} <= set(classes)
+    checkpoint = out / "checkpoints" / "best.ckpt"
+    import torch
+
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert stored["state_dict"] and all("lora_" in k for k in stored["state_dict"])  # the LM stays at its path
+    model = load_classifier(checkpoint)
+    assert type(model).__name__ == "LMLabelClassifier" and model.classes == classes
+    again = train(compose("eval", [f"ckpt_path={checkpoint}", "logger=csv"], output_dir=str(tmp_path / "eval")))
+    assert again["test"]["UA"] == pytest.approx(result["test"]["UA"])
+    assert result["test"]["UA"] == pytest.approx(
+        compute_metrics([classes.index(r["prediction"]) for r in rows], [classes.index(r["label"]) for r in rows],
+                        classes)["UA"])
