@@ -26,7 +26,8 @@ def render_predictions(predictions: list[Prediction], fmt: str, classes: list[st
     json: one list of records; jsonl: one record per line; csv: one row per clip in utterance
     mode, one row per frame when the predictions carry timelines (failed clips get a row with
     their ``error``). Probability columns are ``p_<class>`` in the model's class order, then one
-    column per predicted dimension (``arousal``, ``valence``, ... on [0, 1]) for models that have them.
+    column per predicted dimension (``arousal``, ``valence``, ... on [0, 1]) for models that have them;
+    with ``--explain`` utterance rows end in ``generated_rationale`` (JSON also gives the cues and the LM).
     """
     dimensions = list(dimensions or [])
     if fmt not in FORMATS:
@@ -52,12 +53,15 @@ def render_predictions(predictions: list[Prediction], fmt: str, classes: list[st
                 writer.writerow([p.audio_id, f"{t:.3f}", classes[int(index)], *(f"{v:.5f}" for v in row),
                                  *(f"{v:.5f}" for v in value), ""])
     else:
-        writer.writerow(["audio_id", "label", "confidence", "duration", *probability_columns, *dimensions, "error"])
+        explained = any(p.rationale is not None for p in predictions)  # --explain: generated text, so named
+        writer.writerow(["audio_id", "label", "confidence", "duration", *probability_columns, *dimensions, "error",
+                         *(["generated_rationale"] if explained else [])])
         for p in predictions:
             scores = [f"{p.scores[c]:.5f}" if c in p.scores else "" for c in classes]
             values = [f"{(p.dimensions or {})[d]:.5f}" if d in (p.dimensions or {}) else "" for d in dimensions]
             writer.writerow([p.audio_id, p.label or "", "" if p.confidence is None else f"{p.confidence:.5f}",
-                             f"{p.duration:.3f}", *scores, *values, p.error or ""])
+                             f"{p.duration:.3f}", *scores, *values, p.error or "",
+                             *([(p.rationale or {}).get("text", "")] if explained else [])])
     return buffer.getvalue()
 
 

@@ -37,6 +37,8 @@ class Prediction:
     face_timeline: Timeline | None = None
     #: Predicted dimensions (arousal, valence, ...) on the normalised [0, 1] scale, for models that have them.
     dimensions: dict[str, float] | None = None
+    #: ``--explain``: a language model's generated reason (mmemo.llm.rationales; marked ``generated``).
+    rationale: dict | None = None
 
     @classmethod
     def failed(cls, audio_id: str, error: str, path: str | None = None, duration: float = 0.0) -> Prediction:
@@ -62,6 +64,8 @@ class Prediction:
             out["timeline"] = self.timeline.to_dict()
         if self.face_timeline is not None:
             out["face_timeline"] = self.face_timeline.to_dict()
+        if self.rationale is not None:
+            out["rationale"] = self.rationale
         if embedding and self.embedding is not None:
             out["embedding"] = [round(float(v), 6) for v in self.embedding]
         return out

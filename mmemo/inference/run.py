@@ -63,6 +63,12 @@ class PredictOptions:
     device: str = option("cpu", help="torch device")
     use_text: bool = option(True, flag="--no-text", help="ignore manifest transcripts")
     progress: bool = option(True, help="no progress bar")
+    # generated reasons (docs/llm.md): off by default, a language model generation per clip
+    explain: bool = option(False, help="add a short reason per clip written by a language model (marked as "
+                                       "generated; slow); utterance granularity, not with --segments vad")
+    explain_model: str = option("smollm2", metavar="LM", help="the explaining LM: smollm2 (packaged), a .gguf "
+                                                              "file, a transformers folder or a hub id")
+    explain_tokens: int = option(64, help="longest generated reason, tokens")
     # long recordings (docs/long_recordings.md)
     segments: str = option("none", choices=("none", "vad"),
                            help="vad: cut each input into speech segments and score each (long recordings)")
@@ -95,17 +101,26 @@ def predict(paths: list[str | Path], options: PredictOptions | None = None, **ch
     predictor = Predictor.from_source(o.model, o.device, batch_size=o.batch_size, batch_seconds=o.batch_seconds,
                                       max_seconds=o.max_seconds, silence_dbfs=o.silence_dbfs)
     if o.segments == "vad":
+        if o.explain:
+            raise InvalidInput("--explain gives one reason per clip; with --segments vad it is not built yet "
+                               "(predict the segments' clips, or drop --explain)")
         return predict_long(paths, o, predictor)
     if o.diarize:
         raise InvalidInput("--diarize works on speech segments: add --segments vad")
-    if o.asr:
-        predictions = predictor.predict_items(transcribed_inputs(paths, o), granularity=o.granularity,
-                                              embeddings=o.embeddings_dir is not None, smooth=o.smooth,
-                                              progress=o.progress)
-    else:
-        predictions = predictor.predict_files(paths, granularity=o.granularity,
-                                              embeddings=o.embeddings_dir is not None, smooth=o.smooth,
-                                              progress=o.progress, audio_root=o.audio_root, use_text=o.use_text)
+    explainer = None
+    if o.explain:
+        if o.granularity != "utterance":
+            raise InvalidInput("--explain gives one reason per clip: use --granularity utterance")
+        from mmemo.llm.rationales import Explainer
+
+        explainer = Explainer(o.explain_model, max_tokens=o.explain_tokens)
+    from mmemo.inference.inputs import collect_inputs
+
+    items = transcribed_inputs(paths, o) if o.asr else collect_inputs(paths, o.audio_root)
+    predictions = predictor.predict_items(items, granularity=o.granularity, embeddings=o.embeddings_dir is not None,
+                                          smooth=o.smooth, progress=o.progress, use_text=o.use_text or bool(o.asr))
+    if explainer is not None:
+        explain_predictions(explainer, items, predictions, o)
     text = render_predictions(predictions, o.fmt, predictor.classes, predictor.dimensions)
     if o.out is None:
         sys.stdout.write(text)
@@ -114,6 +129,24 @@ def predict(paths: list[str | Path], options: PredictOptions | None = None, **ch
         output = write_text(text, o.out)
     index = save_embeddings(predictions, o.embeddings_dir, predictor.model_id) if o.embeddings_dir else None
     return PredictSummary(predictions, output, index)
+
+
+def explain_predictions(explainer, items: list, predictions: list[Prediction], o: PredictOptions) -> None:
+    """Attach a generated reason to every clip that was predicted (its audio read again, cropped as scored)."""
+    from tqdm.auto import tqdm
+
+    from mmemo.data.audio import load_audio
+
+    for item, prediction in tqdm(list(zip(items, predictions)), desc="explain", unit="clip",
+                                 disable=not o.progress or len(items) < 2):
+        if not prediction.ok or item.path is None:
+            continue
+        try:
+            wave = load_audio(item.path, start=item.start, end=item.end, max_seconds=o.max_seconds).wave
+        except MediaError:
+            wave = None
+        text = item.text if (o.use_text or o.asr) else None
+        prediction.rationale = explainer.explain(prediction.label, prediction.confidence, text, wave).to_dict()
 
 
 def predict_long(paths: list[str | Path], o: PredictOptions, predictor: Predictor) -> PredictSummary:

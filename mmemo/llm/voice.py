@@ -85,6 +85,13 @@ def word(z: float, low: str, high: str) -> str:
     return high if z < 1.5 else f"very {high}"
 
 
+def absolute_cues(measures: Mapping[str, float]) -> str:
+    """:func:`prosody`'s measures in their own units, for a clip without a speaker baseline (rationales)."""
+    return (f"median pitch {100.0 * 2 ** (measures['pitch'] / 12):.0f} Hz, "
+            f"pitch range {measures['pitch range']:.1f} semitones, loudness {measures['loudness']:.0f} dBFS, "
+            f"{measures['speaking rate']:.1f} voiced stretches per second, {100 * measures['pauses']:.0f}% pauses")
+
+
 def top_emotions(scores: Mapping[str, float], k: int = 2) -> list[tuple[str, float]]:
     return sorted(scores.items(), key=lambda item: -item[1])[:k]
 

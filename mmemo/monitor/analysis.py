@@ -73,6 +73,17 @@ def _long_form_pipeline(predictor, settings: MonitorSettings):
         asr_cache=str(Path(settings.data_dir) / "transcripts"), granularity="frame", smooth=settings.smooth))
 
 
+def _explainer(settings: MonitorSettings):
+    """``--explain``: the LM that writes each upload's reason (None: off, the default)."""
+    if not settings.explain:
+        return None
+    if settings.segments == "vad":
+        raise InvalidInput("--explain writes one reason per upload; with --segments vad it is not built yet")
+    from mmemo.llm.rationales import Explainer
+
+    return Explainer(settings.explain_model)
+
+
 def _default_stream_factory(predictor, settings: MonitorSettings):
     """``factory(sample_format)`` -> a StreamSession reading that PCM format."""
     from mmemo.inference.stream import StreamSession
@@ -115,6 +126,8 @@ class Monitor:
                                          else "utterance")
         self._stream_factory = stream_factory or _default_stream_factory(predictor, settings)
         self.longform = _long_form_pipeline(predictor, settings)
+        self.explainer = _explainer(settings)
+        self._explaining = threading.Lock()
         self._poller = RulesPoller(self.rules_file, settings.rules_poll_seconds)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -290,6 +303,10 @@ class Monitor:
         session = self.engine.session(channel, audio_id, period, start_time=received)
         alerts = self._raise_alerts(session.feed(times, probs, values if self.dimensions else None))
         face = getattr(prediction, "face_timeline", None)
+        if self.explainer is not None:  # uploads and watched files (live streams store frames, not reasons)
+            with self._explaining:  # one generation at a time; the model's lock stays free for streams
+                prediction.rationale = self.explainer.explain(prediction.label, prediction.confidence, None,
+                                                              waveform).to_dict()
         record = self.store.add_record(
             audio_id=audio_id, channel=channel, source=source, model_id=self.model_id,
             granularity=self.batcher.granularity,
@@ -297,7 +314,8 @@ class Monitor:
             duration=prediction.duration, embedding_path=self._save_embedding(prediction.embedding),
             timeline=(times, probs) if timeline is not None else None, classes=self.classes,
             alert_ids=[a["id"] for a in alerts],
-            modality_timelines={"face": (face.times, face.scores)} if face is not None else None)
+            modality_timelines={"face": (face.times, face.scores)} if face is not None else None,
+            rationale=prediction.rationale)
         result = prediction.to_dict()
         result.pop("embedding", None)
         return {"record": record, "prediction": result, "alerts": alerts}

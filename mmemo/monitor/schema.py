@@ -66,6 +66,18 @@ class ModalityTimelineRow(Base):
     timeline_id: Mapped[int] = mapped_column(ForeignKey("timelines.id", ondelete="CASCADE"))
 
 
+class RationaleRow(Base):
+    """A record's generated reason (``--explain``): a language model's text, stored apart from the model's
+    scores and always returned marked as generated. A table of its own so old databases gain it by ``create_all``."""
+
+    __tablename__ = "rationales"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True, unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(256))  # the LM that wrote it
+    cues: Mapped[str] = mapped_column(Text)  # the measured voice cues it was given
+
+
 class SegmentRow(Base):
     """One speech segment of a record analysed in segments (``--segments vad``): who, when, what was
     said, and its emotion. A table of its own so old databases gain it by ``create_all``."""

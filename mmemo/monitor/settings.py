@@ -68,6 +68,10 @@ class MonitorSettings:
     watch_poll_seconds: float = 1.0
     watch_channel: str = "watch"
     embeddings: bool = option(False, help="save each clip's embedding (.npy) in DATA_DIR")
+    explain: bool = option(False, help="store a short reason per upload written by a language model (marked as "
+                                       "generated; about a second per upload with SmolLM2); not with --segments vad")
+    explain_model: str = option("smollm2", metavar="LM", help="the explaining LM: smollm2 (packaged), a .gguf "
+                                                              "file, a transformers folder or a hub id")
     smooth: int = option(1, help="frames per frame-score window (1 = none; see mmemo.inference.timeline)")
     # StreamSession segments: compute per audio second is (context + hop + lookahead) / hop
     stream_hop_s: float = option(1.0, flag="--stream-hop",

@@ -37,6 +37,7 @@ from mmemo.monitor.schema import (
     DeadLetterRow,
     DeliveryRow,
     ModalityTimelineRow,
+    RationaleRow,
     RecordRow,
     SegmentRow,
     TimelineRow,
@@ -114,9 +115,9 @@ class ResultStore(DeliveryQueue):
                    classes: list[str] | None = None, error: str | None = None,
                    alert_ids: list[int] | None = None, created_at: datetime | None = None,
                    modality_timelines: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                   segments: list[dict] | None = None) -> dict:
+                   segments: list[dict] | None = None, rationale: dict | None = None) -> dict:
         """Insert one record (its audio timeline, and ``modality_timelines`` such as ``{"face": (times,
-        scores)}``); link ``alert_ids`` that fired while it streamed."""
+        scores)}``, a generated ``rationale``); link ``alert_ids`` that fired while it streamed."""
         with self._write_lock, self._sessions.begin() as session:
             timeline_id = self._add_timeline(session, timeline, classes)
             record = RecordRow(audio_id=self.stored_id(audio_id), channel=channel, source=source,
@@ -139,12 +140,15 @@ class ResultStore(DeliveryQueue):
                                        speaker=seg.get("speaker"), text=seg.get("text"), words=seg.get("words") or [],
                                        label=seg.get("label"), confidence=seg.get("confidence"),
                                        scores=seg.get("scores") or {}))
+            if rationale is not None:
+                session.add(RationaleRow(record_id=record.id, text=str(rationale["text"]),
+                                         model=str(rationale["model"])[:256], cues=str(rationale.get("cues") or "")))
             if alert_ids:
                 session.execute(update(AlertRow).where(AlertRow.id.in_(alert_ids)).values(record_id=record.id))
                 rules = session.scalars(select(AlertRow.rule).where(AlertRow.id.in_(alert_ids))).all()
                 record.alert_count, record.alert_rules = len(rules), sorted(set(rules))
             speakers = sorted({seg.get("speaker") for seg in segments or [] if seg.get("speaker")})
-            return self._record_dict(record, sorted(others), speakers, bool(segments))
+            return self._record_dict(record, sorted(others), speakers, bool(segments), rationale)
 
     def segments(self, record_id: int) -> list[dict] | None:
         """A record's speech segments in time order (None: no such record)."""
@@ -213,6 +217,7 @@ class ResultStore(DeliveryQueue):
         session.execute(update(AlertRow).where(AlertRow.record_id.in_(record_ids)).values(record_id=None))
         session.execute(delete(ModalityTimelineRow).where(ModalityTimelineRow.record_id.in_(record_ids)))
         session.execute(delete(SegmentRow).where(SegmentRow.record_id.in_(record_ids)))
+        session.execute(delete(RationaleRow).where(RationaleRow.record_id.in_(record_ids)))
         session.execute(delete(RecordRow).where(RecordRow.id.in_(record_ids)))
         session.execute(delete(TimelineRow).where(TimelineRow.id.in_(timeline_ids)))
         return {"records": len(record_ids), "embedding_files": files}
@@ -274,8 +279,10 @@ class ResultStore(DeliveryQueue):
                 speakers.setdefault(record_id, set())
                 if speaker:
                     speakers[record_id].add(speaker)
+            rationales = {r.record_id: rationale_dict(r) for r in session.scalars(
+                select(RationaleRow).where(RationaleRow.record_id.in_([r.id for r in rows])))}
             return [self._record_dict(row, sorted(modalities.get(row.id, [])), sorted(speakers.get(row.id, ())),
-                                      row.id in speakers) for row in rows]
+                                      row.id in speakers, rationales.get(row.id)) for row in rows]
 
     def count_records(self) -> int:
         with self._sessions() as session:
@@ -343,7 +350,7 @@ class ResultStore(DeliveryQueue):
 
     @staticmethod
     def _record_dict(row: RecordRow, modalities: list[str] | tuple[str, ...] = (), speakers: list[str] = (),
-                     segmented: bool = False) -> dict:
+                     segmented: bool = False, rationale: dict | None = None) -> dict:
         timelines = {SPEECH: f"/records/{row.id}/timeline"} if row.timeline_id is not None else {}
         timelines.update({m: f"/records/{row.id}/timeline?modality={m}" for m in modalities})
         return {"id": row.id, "audio_id": row.audio_id, "channel": row.channel, "created_at": iso_utc(row.created_at),
@@ -352,10 +359,18 @@ class ResultStore(DeliveryQueue):
                 "embedding_path": row.embedding_path, "alert_count": row.alert_count,
                 "alert_rules": row.alert_rules or [],
                 "timeline": timelines.get(SPEECH), "timelines": timelines, "error": row.error,
-                "segments": f"/records/{row.id}/segments" if segmented else None, "speakers": list(speakers)}
+                "segments": f"/records/{row.id}/segments" if segmented else None, "speakers": list(speakers),
+                "rationale": rationale}
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def rationale_dict(row: RationaleRow) -> dict:
+    """A stored reason as the API gives it: always marked as generated."""
+    from mmemo.llm.rationales import Rationale
+
+    return Rationale(row.text, row.model, row.cues).to_dict()
 
 
 class _NoLock:

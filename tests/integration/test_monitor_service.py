@@ -376,3 +376,18 @@ def test_rules_classes_restrict_the_served_scores(tmp_path, predictor, db_url):
         frames = np.array(timeline["scores"])
         kept = [CLASSES.index(c) for c in ("angry", "happy", "neutral", "sad")]
         assert np.allclose(frames[:, kept].sum(1), 1, atol=1e-4) and np.allclose(np.delete(frames, kept, 1), 0)
+
+
+def test_explain_stores_a_generated_reason_with_each_upload(tmp_path, predictor, db_url, tiny_gguf):
+    settings = make_settings(tmp_path, db_url, explain=True, explain_model=str(tiny_gguf))
+    with TestClient(create_app(settings, predictor)) as client:
+        body = upload(client, audio_id="call-7").json()
+        reason = body["record"]["rationale"]
+        assert reason["generated"] is True and reason["model"] == "tiny-llama.gguf" and "Hz" in reason["cues"]
+        assert body["prediction"]["rationale"] == reason
+        (listed,) = client.get("/records?audio_id=call-7", headers=AUTH).json()
+        assert listed["rationale"] == reason  # stored, and read back marked as generated
+        assert client.delete("/records/call-7", headers=AUTH).status_code == 200
+    (tmp_path / "off").mkdir()
+    with TestClient(create_app(make_settings(tmp_path / "off", db_url), predictor)) as client:
+        assert upload(client, audio_id="call-8").json()["record"]["rationale"] is None  # off by default

@@ -71,3 +71,33 @@ def test_checkpoint_predicts_without_transcripts_and_through_the_cli(checkpoint,
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0] == "audio_id,label,confidence,duration,p_angry,p_happy,p_neutral,p_sad,error"
     assert len(rows) == 1 + len(manifest.read_text().splitlines())
+
+
+def test_explain_adds_a_generated_reason_from_the_transcript_and_the_voice(checkpoint, tiny_corpus, tiny_gguf,
+                                                                          tmp_path, monkeypatch):
+    from mmemo.llm.rationales import Explainer
+
+    prompts = []
+    generate = Explainer.generate
+    monkeypatch.setattr(Explainer, "generate", lambda self, prompt: prompts.append(prompt) or generate(self, prompt))
+    manifest = sorted((tiny_corpus / "fold_1").glob("*test*.jsonl"))[0]
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()][:2]
+    small = tmp_path / "two.jsonl"
+    small.write_text("".join(json.dumps({**line, "wav": str(tiny_corpus / line["wav"])}) + "\n" for line in lines))
+    out = tmp_path / "explained.json"
+    main(["predict", str(small), "--model", str(checkpoint), "--explain", "--explain-model", str(tiny_gguf),
+          "--explain-tokens", "4", "--out", str(out), "--no-progress"])
+    records = json.loads(out.read_text())
+    assert len(records) == len(prompts) == 2
+    for record, line, prompt in zip(records, lines, prompts):
+        reason = record["rationale"]
+        assert reason["generated"] is True and reason["model"] == "tiny-llama.gguf" and "Hz" in reason["cues"]
+        assert f'"{record["label"]}"' in prompt and line["text"] in prompt and reason["cues"] in prompt
+    main(["predict", str(small), "--model", str(checkpoint), "--explain", "--explain-model", str(tiny_gguf),
+          "--explain-tokens", "4", "--format", "csv", "--out", str(tmp_path / "explained.csv"), "--no-progress"])
+    assert (tmp_path / "explained.csv").read_text().splitlines()[0].endswith(",error,generated_rationale")
+    plain = tmp_path / "plain.json"
+    main(["predict", str(small), "--model", str(checkpoint), "--out", str(plain), "--no-progress"])
+    assert all("rationale" not in r for r in json.loads(plain.read_text()))  # off by default
+    with pytest.raises(SystemExit):
+        main(["predict", str(small), "--model", str(checkpoint), "--explain", "--granularity", "frame"])
