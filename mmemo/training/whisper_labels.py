@@ -30,7 +30,7 @@ from mmemo.encoders.trainable import TrainableModes
 from mmemo.errors import InvalidInput
 from mmemo.features.cached import Serving
 from mmemo.llm.scoring import check_candidates
-from mmemo.training.label_generation import LabelGenerationClassifier, teacher_forcing_rows
+from mmemo.training.label_generation import LabelGenerationClassifier, generation_options, teacher_forcing_rows
 
 #: ``model.generation`` options and their defaults.
 GENERATION_DEFAULTS = {
@@ -174,14 +174,8 @@ class WhisperLabelClassifier(LabelGenerationClassifier):
     def __init__(self, classes: list[str], speech: dict, generation: dict | None = None,
                  optim: dict | None = None, loss: dict | None = None, class_counts: list[int] | None = None,
                  **_ignored):
-        unknown = set(generation or {}) - set(GENERATION_DEFAULTS)
-        if unknown:
-            raise InvalidInput(f"unknown model.generation options {sorted(unknown)}; "
-                               f"known: {sorted(GENERATION_DEFAULTS)}")
-        if _ignored.get("task", "categorical") != "categorical":
-            raise InvalidInput(f"model=whisper_label_generation scores class labels only; task={_ignored['task']} "
-                               "needs a fusion head (model=default)")
-        self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
+        self.generation = generation_options("whisper_label_generation", generation, GENERATION_DEFAULTS,
+                                             _ignored.get("task"))
         if not speech or "whisper" not in str(speech.get("_target_", "")).lower():
             raise InvalidInput("model=whisper_label_generation needs a Whisper speech encoder "
                              "(model/speech=whisper_tiny|whisper_base|...)")
