@@ -64,7 +64,7 @@ def write_tiny_gguf(path: Path, *, vocab: int = 2048, hidden: int = 64, layers: 
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("tiny-llama-test")
     writer.add_block_count(layers)
-    writer.add_context_length(512)
+    writer.add_context_length(2048)  # 16-shot prompts are ~550 tokens
     writer.add_embedding_length(hidden)
     writer.add_feed_forward_length(ffn)
     writer.add_head_count(heads)

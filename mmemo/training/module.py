@@ -97,6 +97,10 @@ class EmotionClassifier(L.LightningModule):
         self.strict_loading = False  # frozen pretrained encoders are reloaded from their source
         #: The resolved run config (set by ``train``), stored in checkpoints for ``mmemo eval``.
         self.run_config: dict = {}
+        # A new model trains, as a new nn.Module does: weights loaded with transformers' from_pretrained
+        # arrive in eval mode, and Lightning keeps each module's mode, so their dropout (LoRA's too)
+        # would never run. Frozen encoders stay in eval mode (Encoder.train).
+        self.train()
 
     def build_head(self, fusion: dict) -> nn.Module:
         """The fusion head: ``_target_`` (its class) or, in checkpoints older than that, ``name``."""
