@@ -17,9 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmemo.encoders.base import Encoder
 from mmemo.errors import InvalidInput
-from mmemo.features.cached import Serving
 from mmemo.llm.prompts import PromptTemplate, PromptTokens
 from mmemo.llm.scoring import check_candidates
 from mmemo.training.label_generation import LabelGenerationClassifier, generation_options
@@ -86,10 +84,6 @@ class LMLabelClassifier(LabelGenerationClassifier):
     def needs_transcripts(cls, model_cfg: dict, specs: dict[str, dict | None]) -> bool:
         return True
 
-    @classmethod
-    def serving(cls, model_cfg: dict, encoders: dict[str, Encoder]) -> Serving:
-        return Serving(pooled=False, frame_stride={})
-
     # -- what LabelGenerationClassifier asks -------------------------------------------------
     def prompt_ids(self, text: str) -> list[int]:
         """The prompt's token ids for one transcript (cut to ``max_text_tokens`` tokens first)."""
@@ -107,14 +101,12 @@ class LMLabelClassifier(LabelGenerationClassifier):
 
     def hidden_states(self, tokens: torch.Tensor, context: object, rows: torch.Tensor) -> torch.Tensor:
         # Right padding needs no attention mask: a causal decoder never reads later positions.
-        decoder = self.lm_encoder.model
-        trainable = not self.lm_encoder.frozen
-        with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
-            return decoder(input_ids=tokens, use_cache=False).last_hidden_state
+        return self.lm_encoder.model(input_ids=tokens, use_cache=False).last_hidden_state
 
     def output_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         lm = self.lm_encoder.lm
-        logits = lm.get_output_embeddings()(hidden.to(lm.get_output_embeddings().weight.dtype))
+        head = lm.get_output_embeddings()
+        logits = head(hidden.to(head.weight.dtype))
         cap = getattr(lm.config, "final_logit_softcapping", None)  # Gemma 2 squashes its logits
         return torch.tanh(logits / cap) * cap if cap else logits
 

@@ -121,9 +121,9 @@ def test_lora_label_generation_trains_saves_only_adapters_and_evaluates_the_same
     classes = json.loads((out / "metrics.json").read_text())["meta"]["classes"]
     assert rows and {r["prediction"] for r in rows} <= set(classes)
     checkpoint = out / "checkpoints" / "best.ckpt"
-    import torch
+    from mmemo.training.checkpoints import read_checkpoint
 
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    stored = read_checkpoint(checkpoint, "cpu")
     assert stored["state_dict"] and all("lora_" in k for k in stored["state_dict"])  # the LM stays at its path
     model = load_classifier(checkpoint)
     assert type(model).__name__ == "LMLabelClassifier" and model.classes == classes
